@@ -1,0 +1,70 @@
+"""Layers that Keras does not ship and the builders need."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ZeroPaddedIdentity(keras.layers.Layer):
+    """Identity shortcut that subsamples and zero-pads channels (option A).
+
+    He et al. (2015), section 4.2, use this shortcut on CIFAR so that the
+    residual network has no more parameters than its plain twin. The layer
+    keeps every `strides`-th row and column, which matches the output size
+    of a stride-`strides` convolution with "same" padding for odd sizes too
+    (ceil(H / strides)), then appends zero channels up to `filters`: half
+    before the input channels and the rest after.
+
+    A registered layer, unlike a `Lambda`, loads from a `.keras` file with
+    `safe_mode=True`.
+
+    Args:
+        filters: number of output channels, at least the input's.
+        strides: spatial subsampling factor.
+    """
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        if filters < 1:
+            raise ValueError(f"filters must be positive. Received: {filters=}")
+        if strides < 1:
+            raise ValueError(f"strides must be positive. Received: {strides=}")
+        self.filters = int(filters)
+        self.strides = int(strides)
+
+    def _extra_channels(self, input_channels):
+        extra = self.filters - input_channels
+        if extra < 0:
+            raise ValueError(
+                f"ZeroPaddedIdentity cannot reduce {input_channels} channels "
+                f"to filters={self.filters}; use a projection shortcut."
+            )
+        return extra // 2, extra - extra // 2
+
+    def build(self, input_shape):
+        self._extra_channels(input_shape[-1])
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = inputs
+        if self.strides > 1:
+            x = x[:, :: self.strides, :: self.strides, :]
+        before, after = self._extra_channels(x.shape[-1])
+        if before or after:
+            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [before, after]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+
+        def subsample(size):
+            if size is None:
+                return None
+            return -(-size // self.strides)
+
+        return (batch, subsample(height), subsample(width), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "strides": self.strides})
+        return config

@@ -1,0 +1,33 @@
+"""Install keras_resnet (the builders) and export (the export tool)."""
+
+from setuptools import find_packages, setup
+
+# Lower bounds are the versions the test suite ran against. TensorFlow 2.21
+# is the first release whose converter and tf2onnx 1.17 agree on the protobuf
+# 7 runtime that onnx 1.23 needs.
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21",
+    "keras>=3.15,<4",
+    "tf2onnx>=1.17",
+    "onnx>=1.23",
+    "onnxruntime>=1.31",
+    "ai-edge-litert>=2.3",
+    "scikit-learn>=1.9",
+    "numpy>=2.4",
+]
+
+setup(
+    name="keras-resnet",
+    version="0.1.0",
+    description=(
+        "Plain and residual Keras 3 networks with parity-checked exports to "
+        "SavedModel, TFLite and ONNX"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_resnet*", "export*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=9"]},
+    license="Apache-2.0",
+)
