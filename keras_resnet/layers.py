@@ -68,3 +68,43 @@ class ZeroPaddedIdentity(keras.layers.Layer):
         config = super().get_config()
         config.update({"filters": self.filters, "strides": self.strides})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drop a whole residual branch per sample in training.
+
+    Huang et al. (2016), "Deep Networks with Stochastic Depth". In training
+    each sample's branch is zeroed with probability `rate` and otherwise
+    scaled by 1 / (1 - rate), so that its expected value is unchanged. In
+    inference the layer is the identity and adds no op to an exported
+    graph.
+
+    Args:
+        rate: drop probability in [0, 1).
+        seed: optional seed of the layer's random generator.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate < 1:
+            raise ValueError(f"rate must be in [0, 1). Received: {rate=}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        mask = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        return inputs * ops.cast(mask, inputs.dtype) / keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config
