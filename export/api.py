@@ -14,7 +14,11 @@ import onnxruntime
 import tensorflow as tf
 import tf2onnx
 
-from export.onnx import DEFAULT_OPSET, write_onnx
+from export.onnx import (
+    DEFAULT_OPSET,
+    plain_grouped_convolutions,
+    write_onnx,
+)
 from export.parity import FLOAT32, compare, prepare_inputs
 from export.runtimes import ARTIFACT_PATHS, KerasRuntime, load_runtime
 from export.savedmodel import write_savedmodel
@@ -147,10 +151,17 @@ def _convert(model, staging, formats, input_infos, output_infos, opset):
 
     if "onnx" in formats:
         logger.info("converting to ONNX (opset %d)", opset)
+        # A fresh function, because the one above was traced with Keras'
+        # XLA-compiled grouped convolutions.
+        onnx_function = serving_function(model, input_infos, output_infos)
         try:
-            write_onnx(
-                function, input_infos, staging / ARTIFACT_PATHS["onnx"], opset
-            )
+            with plain_grouped_convolutions(model):
+                write_onnx(
+                    onnx_function,
+                    input_infos,
+                    staging / ARTIFACT_PATHS["onnx"],
+                    opset,
+                )
         except Exception as err:
             raise ExportError(f"ONNX conversion failed: {err}") from err
 
