@@ -12,7 +12,11 @@ import importlib
 
 _EXPORTS = {
     "FLOAT32": "export.parity",
-    "FORMATS": "export.api",
+    "CalibrationError": "export.quantize",
+    "DEFAULT_FORMATS": "export.formats",
+    "FORMATS": "export.formats",
+    "QUANTIZED": "export.parity",
+    "QuantizedTolerance": "export.parity",
     "ExportError": "export.api",
     "InputError": "export.parity",
     "Tolerance": "export.parity",

@@ -5,48 +5,42 @@ import logging
 import os
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
-import keras
-import onnx
-import onnxruntime
-import tensorflow as tf
-import tf2onnx
-
-from export.onnx import (
-    DEFAULT_OPSET,
-    plain_grouped_convolutions,
-    write_onnx,
+from export.formats import CALIBRATED, DEFAULT_FORMATS, FORMATS, check_formats
+from export.manifest import build_manifest, tool_versions
+from export.metadata import check_labels as check_class_labels
+from export.metadata import check_preprocessing, to_onnx_props
+from export.onnx import DEFAULT_OPSET, plain_grouped_convolutions, write_onnx
+from export.parity import (
+    FLOAT32,
+    QUANTIZED,
+    accuracy,
+    check_labels,
+    compare,
+    prepare_inputs,
 )
-from export.parity import FLOAT32, compare, prepare_inputs
-from export.runtimes import ARTIFACT_PATHS, KerasRuntime, load_runtime
+from export.precision import float32_model
+from export.quantize import (
+    INT8_IO_TYPES,
+    check_calibration,
+    write_onnx_int8,
+    write_tflite_variant,
+)
+from export.runtimes import KerasRuntime, load_runtime
 from export.savedmodel import write_savedmodel
-from export.signature import model_signature, serving_function
+from export.signature import model_signature, random_ops, serving_function
 from export.tflite import write_tflite
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("savedmodel", "tflite", "onnx")
 REPORT_NAME = "report.json"
+MANIFEST_NAME = "manifest.json"
+METADATA_ASSET = "assets/metadata.json"
 
 
 class ExportError(RuntimeError):
     """A converter failed on a model; the message names the format."""
-
-
-def check_formats(formats):
-    """Return `formats` as a tuple in canonical order, or raise ValueError."""
-    if isinstance(formats, str):
-        formats = (formats,)
-    formats = tuple(formats)
-    unknown = [fmt for fmt in formats if fmt not in FORMATS]
-    if unknown or not formats:
-        raise ValueError(
-            f"formats must be a non-empty selection of {', '.join(FORMATS)}. "
-            f"Received: formats={list(formats)}"
-        )
-    return tuple(fmt for fmt in FORMATS if fmt in formats)
 
 
 def _size_bytes(path):
@@ -55,27 +49,25 @@ def _size_bytes(path):
     return path.stat().st_size
 
 
-def _versions():
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "tf2onnx": tf2onnx.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "ai_edge_litert": metadata.version("ai-edge-litert"),
-    }
-
-
 def check_parity(
-    model, out_dir, formats=FORMATS, inputs=None, tolerance=FLOAT32
+    model,
+    out_dir,
+    formats=DEFAULT_FORMATS,
+    inputs=None,
+    tolerance=FLOAT32,
+    *,
+    labels=None,
+    quantized_tolerance=QUANTIZED,
 ):
     """Run the artifacts in `out_dir` and compare them with `model`.
 
     The same inputs go through the Keras model in inference mode and
     through each artifact in its own runtime: the reloaded SavedModel's
-    `serving_default` signature, the `.tflite` file in the LiteRT
-    interpreter and the `.onnx` file in onnxruntime. Each runs at batch 1
-    and at the full batch of `inputs`.
+    `serving_default` signature, `.tflite` files in the LiteRT interpreter
+    and `.onnx` files in onnxruntime. Each runs at batch 1 and at the full
+    batch of `inputs`. A float32 artifact passes when every output element
+    is within `tolerance`; a quantized one when it keeps the accuracy that
+    `quantized_tolerance` asks for.
 
     Args:
         model: the Keras model the artifacts were exported from.
@@ -84,159 +76,374 @@ def check_parity(
         formats: which artifacts to check.
         inputs: None for 7 random standard-normal samples, an array for a
             single-input model, or a dict from input name to array.
-        tolerance: a `Tolerance`; defaults to `FLOAT32`.
+        tolerance: the `Tolerance` of float32 artifacts.
+        labels: optional class index of each input sample, for accuracy.
+        quantized_tolerance: the `QuantizedTolerance` of quantized ones.
 
     Returns:
         The report as a dict (see `export_model`).
 
     Raises:
-        InputError: when `inputs` does not fit the model.
+        InputError: when `inputs` or `labels` do not fit the model.
         FileNotFoundError: when an artifact is missing.
     """
     formats = check_formats(formats)
+    source, model = model, float32_model(model)
     input_infos, output_infos = model_signature(model)
     feeds = prepare_inputs(input_infos, inputs)
+    batch = next(iter(feeds.values())).shape[0]
+    labels = check_labels(labels, batch, output_infos)
     reference = KerasRuntime(model, input_infos, output_infos)
     out_dir = Path(out_dir)
 
+    # The artifacts come from the float32 copy of a mixed-precision model;
+    # the report says how far that copy is from the model itself.
+    mixed_precision = None
+    if model is not source:
+        original, _ = compare(
+            reference,
+            KerasRuntime(source, input_infos, output_infos),
+            feeds,
+            tolerance,
+        )
+        mixed_precision = {
+            "reference": "float32 copy of the model",
+            "max_abs_error_of_original": original.max_abs_error,
+        }
+
+    keras_accuracy = None
+    if labels is not None:
+        keras_outputs = reference(feeds)[output_infos[0].name]
+        keras_accuracy = accuracy(keras_outputs, labels)
+
     results = {}
-    for fmt in formats:
-        path = out_dir / ARTIFACT_PATHS[fmt]
-        runtime = load_runtime(fmt, path)
-        parity = compare(reference, runtime, feeds, tolerance)
-        results[fmt] = {
-            "path": ARTIFACT_PATHS[fmt],
+    for name in formats:
+        fmt = FORMATS[name]
+        path = out_dir / fmt.path
+        runtime = load_runtime(name, path)
+        parity, outputs = compare(reference, runtime, feeds, tolerance)
+        result = {
+            "path": fmt.path,
+            "precision": fmt.precision,
             "file_size_bytes": _size_bytes(path),
             **parity.to_dict(),
+            "accuracy": None,
         }
+        if labels is not None:
+            result["accuracy"] = accuracy(outputs[output_infos[0].name], labels)
+        if fmt.quantized:
+            result["passed"] = _quantized_passed(
+                result, keras_accuracy, quantized_tolerance
+            )
+        results[name] = result
         logger.info(
             "%s: max abs error %.3g, %s",
-            fmt,
+            name,
             parity.max_abs_error,
-            "pass" if parity.passed else "FAIL",
+            "pass" if result["passed"] else "FAIL",
         )
 
     return {
         "model": model.name,
         "inputs": [info.to_dict() for info in input_infos],
         "outputs": [info.to_dict() for info in output_infos],
+        "samples": batch,
+        "mixed_precision": mixed_precision,
+        "keras_accuracy": keras_accuracy,
         "tolerance": tolerance.to_dict(),
+        "quantized_tolerance": quantized_tolerance.to_dict(),
         "formats": results,
         "passed": all(r["passed"] for r in results.values()),
-        "versions": _versions(),
+        "versions": tool_versions(),
     }
 
 
-def _convert(model, staging, formats, input_infos, output_infos, opset):
-    function = serving_function(model, input_infos, output_infos)
-    savedmodel_path = staging / ARTIFACT_PATHS["savedmodel"]
+def _quantized_passed(result, keras_accuracy, tolerance):
+    if keras_accuracy is not None:
+        drop = keras_accuracy - result["accuracy"]
+        # A small epsilon, so that a drop of exactly one sample in a
+        # hundred at max_accuracy_drop=0.01 passes despite rounding.
+        return bool(drop <= tolerance.max_accuracy_drop + 1e-9)
+    agreement = result["top1_agreement"]
+    if agreement is None:
+        return False
+    return bool(agreement >= tolerance.min_top1_agreement)
 
-    # The TFLite converter reads the SavedModel, so it is written for TFLite
-    # alone too and removed afterwards.
-    if "savedmodel" in formats or "tflite" in formats:
+
+def _write_metadata_asset(savedmodel_path, metadata):
+    asset = savedmodel_path / METADATA_ASSET
+    asset.parent.mkdir(parents=True, exist_ok=True)
+    asset.write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def _convert(model, staging, scratch, formats, options):
+    input_infos, output_infos = model_signature(model)
+    function = serving_function(model, input_infos, output_infos)
+    found = random_ops(function)
+    if found:
+        raise ExportError(
+            f"Model {model.name!r} draws random numbers in inference mode "
+            f"(ops {found}); export needs a deterministic graph. A layer "
+            "that ignores training=False is the usual cause."
+        )
+
+    def target(name):
+        return (staging if name in formats else scratch) / FORMATS[name].path
+
+    needs_savedmodel = any(FORMATS[n].runtime != "onnx" for n in formats)
+    needs_float_onnx = "onnx" in formats or "onnx_int8" in formats
+
+    if needs_savedmodel:
         logger.info("writing SavedModel")
-        try:
-            write_savedmodel(model, savedmodel_path, function, input_infos)
-        except Exception as err:
-            raise ExportError(f"SavedModel export failed: {err}") from err
+        with _converter_errors("SavedModel export"):
+            write_savedmodel(model, target("savedmodel"), function, input_infos)
+            _write_metadata_asset(target("savedmodel"), options["metadata"])
 
     if "tflite" in formats:
         logger.info("converting to TFLite")
-        try:
-            write_tflite(savedmodel_path, staging / ARTIFACT_PATHS["tflite"])
-        except Exception as err:
-            raise ExportError(f"TFLite conversion failed: {err}") from err
-        if "savedmodel" not in formats:
-            shutil.rmtree(savedmodel_path)
+        with _converter_errors("TFLite conversion"):
+            write_tflite(target("savedmodel"), target("tflite"))
 
-    if "onnx" in formats:
-        logger.info("converting to ONNX (opset %d)", opset)
+    for name in ("tflite_float16", "tflite_dynamic", "tflite_int8"):
+        if name in formats:
+            logger.info("converting to TFLite (%s)", FORMATS[name].precision)
+            with _converter_errors(f"TFLite {FORMATS[name].precision}"):
+                write_tflite_variant(
+                    target("savedmodel"),
+                    target(name),
+                    FORMATS[name].precision,
+                    calibration=options["calibration"],
+                    int8_io=options["int8_io"],
+                )
+
+    if needs_float_onnx:
+        logger.info("converting to ONNX (opset %d)", options["opset"])
         # A fresh function, because the one above was traced with Keras'
         # XLA-compiled grouped convolutions.
         onnx_function = serving_function(model, input_infos, output_infos)
-        try:
+        with _converter_errors("ONNX conversion"):
             with plain_grouped_convolutions(model):
                 write_onnx(
                     onnx_function,
                     input_infos,
-                    staging / ARTIFACT_PATHS["onnx"],
-                    opset,
+                    output_infos,
+                    target("onnx"),
+                    opset=options["opset"],
+                    nchw=options["nchw"],
+                    props=to_onnx_props(options["metadata"]),
                 )
-        except Exception as err:
-            raise ExportError(f"ONNX conversion failed: {err}") from err
+
+    if "onnx_int8" in formats:
+        logger.info("quantizing ONNX to int8")
+        with _converter_errors("ONNX int8 quantization"):
+            write_onnx_int8(
+                target("onnx"),
+                target("onnx_int8"),
+                options["calibration"],
+                scratch,
+            )
+
+
+class _converter_errors:
+    """Wrap a converter's exception in ExportError naming the step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None or isinstance(error, (ExportError, KeyboardInterrupt)):
+            return False
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise ExportError(
+            f"{self.step} failed: {type(error).__name__}: {first_line}"
+        ) from error
+
+
+def _prepare_out_dir(out_dir, overwrite):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(
+            f"Output path {out_dir} exists and is not a directory; choose "
+            "another path."
+        )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"Output directory {out_dir} already exists and is not empty; "
+            "pass overwrite=True (--overwrite) to replace it."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent)
+    )
+    # mkdtemp creates the directory with mode 0700; the output directory
+    # gets the mode of any directory the user creates.
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _move_into_place(staging, out_dir):
+    """Replace `out_dir` by `staging`, keeping the old one until the end."""
     if not out_dir.exists():
         os.replace(staging, out_dir)
         return
-    for entry in staging.iterdir():
-        target = out_dir / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    staging.rmdir()
+    old = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent)
+    )
+    os.replace(out_dir, old / out_dir.name)
+    try:
+        os.replace(staging, out_dir)
+    except OSError:
+        os.replace(old / out_dir.name, out_dir)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_model(
     model,
     out_dir,
-    formats=FORMATS,
+    formats=DEFAULT_FORMATS,
     inputs=None,
     tolerance=FLOAT32,
     opset=DEFAULT_OPSET,
+    *,
+    labels=None,
+    calibration=None,
+    int8_io="float32",
+    class_labels=None,
+    preprocessing=None,
+    nchw=False,
+    quantized_tolerance=QUANTIZED,
+    overwrite=False,
 ):
     """Export `model` to each format and check every artifact against it.
 
-    Writes, for the formats requested, `out_dir/saved_model/`,
-    `out_dir/model.tflite` and `out_dir/model.onnx`, then
-    `out_dir/report.json`. Every artifact has a dynamic batch dimension
-    and takes and returns the model's input and output layer names.
+    Writes into `out_dir` the artifacts of `formats` (`saved_model/`,
+    `model.tflite`, `model.onnx`, and on request `model_float16.tflite`,
+    `model_dynamic.tflite`, `model_int8.tflite`, `model_int8.onnx`), then
+    `report.json` and `manifest.json`. Every artifact has a dynamic batch
+    dimension and takes and returns the model's input and output layer
+    names. A model under a mixed-precision policy is exported as a float32
+    copy, with float32 inputs and outputs.
 
     All files are first written to a temporary directory beside `out_dir`
     and moved into place when conversion and the parity check have run, so
-    a failed export leaves `out_dir` as it was. An artifact that fails the
+    a failed export leaves no partial files. An artifact that fails the
     parity check is still written, with the failure in the report.
 
     Args:
         model: a built `keras.Model`: functional, `keras.Sequential` or
             loaded from a `.keras` file.
-        out_dir: output directory; created if missing. Artifacts already
-            there are replaced.
-        formats: any of "savedmodel", "tflite", "onnx".
+        out_dir: output directory. It must not exist or be empty, unless
+            `overwrite` is True.
+        formats: names from `export.formats.FORMATS`: "savedmodel",
+            "tflite", "onnx", "tflite_float16", "tflite_dynamic",
+            "tflite_int8", "onnx_int8".
         inputs: inputs for the parity check: None for 7 random
             standard-normal samples, an array for a single-input model, or
             a dict from input name to array.
-        tolerance: the `Tolerance` each artifact must meet.
+        tolerance: the `Tolerance` each float32 artifact must meet.
         opset: ONNX opset version.
+        labels: class index of each sample of `inputs`; the report then
+            gives each artifact's accuracy beside the Keras model's.
+        calibration: representative inputs for the int8 formats, in the
+            form of `inputs`. Defaults to `inputs`.
+        int8_io: "float32" (default) or "int8": the input and output type
+            of `model_int8.tflite`.
+        class_labels: one name per output class, stored with the model.
+        preprocessing: how images become inputs, stored with the model;
+            see `export.metadata`.
+        nchw: export ONNX with channels-first 4-D inputs and outputs.
+        quantized_tolerance: the `QuantizedTolerance` of quantized formats.
+        overwrite: replace an existing, non-empty `out_dir`.
 
     Returns:
         The report, as written to `report.json`: per format its path,
-        `file_size_bytes`, `max_abs_error`, `top1_agreement`, `passed` and
-        the batch sizes run, plus the model's inputs and outputs, the
-        tolerance, an overall `passed` and the converter versions.
+        precision, `file_size_bytes`, `max_abs_error`, `top1_agreement`,
+        `accuracy`, `passed` and the batch sizes run, plus the model's
+        inputs and outputs, the Keras accuracy, the tolerances, an overall
+        `passed` and the converter versions.
 
     Raises:
-        ValueError: on unknown formats or a model without defined inputs.
-        InputError: when `inputs` does not fit the model.
+        ValueError: on unknown formats, a model without defined inputs, or
+            invalid metadata.
+        InputError: when `inputs`, `labels` or `calibration` do not fit the
+            model or are not finite.
+        FileExistsError: when `out_dir` exists and `overwrite` is False.
         ExportError: when a converter fails.
     """
     formats = check_formats(formats)
+    if int8_io not in INT8_IO_TYPES:
+        raise ValueError(
+            f"int8_io must be one of {INT8_IO_TYPES}. Received: {int8_io!r}"
+        )
+    model = float32_model(model)
     input_infos, output_infos = model_signature(model)
     feeds = prepare_inputs(input_infos, inputs)
+    check_labels(labels, next(iter(feeds.values())).shape[0], output_infos)
+
+    calibration_feeds = None
+    if any(name in CALIBRATED for name in formats):
+        calibration_feeds = (
+            feeds
+            if calibration is None
+            else prepare_inputs(input_infos, calibration, finite=False)
+        )
+        check_calibration(calibration_feeds)
+
+    classes = output_infos[0].shape[-1] if len(output_infos) == 1 else None
+    metadata = {
+        "class_labels": check_class_labels(class_labels, classes),
+        "preprocessing": check_preprocessing(preprocessing),
+    }
+    options = {
+        "opset": opset,
+        "nchw": nchw,
+        "int8_io": int8_io,
+        "calibration": calibration_feeds,
+        "metadata": metadata,
+    }
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent)
-    )
+    staging = _prepare_out_dir(out_dir, overwrite)
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch.", dir=staging.parent))
     try:
-        _convert(model, staging, formats, input_infos, output_infos, opset)
-        report = check_parity(model, staging, formats, feeds, tolerance)
-        report["onnx_opset"] = opset if "onnx" in formats else None
+        _convert(model, staging, scratch, formats, options)
+        report = check_parity(
+            model,
+            staging,
+            formats,
+            feeds,
+            tolerance,
+            labels=labels,
+            quantized_tolerance=quantized_tolerance,
+        )
+        report["onnx_opset"] = opset if needs_onnx(formats) else None
+        report["onnx_layout"] = (
+            ("NCHW" if nchw else "NHWC") if needs_onnx(formats) else None
+        )
+        manifest = build_manifest(
+            report, [FORMATS[n] for n in formats], staging, metadata
+        )
         (staging / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        (staging / MANIFEST_NAME).write_text(
+            json.dumps(manifest, indent=2) + "\n"
+        )
         _move_into_place(staging, out_dir)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if staging.exists():
             shutil.rmtree(staging)
     return report
+
+
+def needs_onnx(formats):
+    return any(FORMATS[name].runtime == "onnx" for name in formats)

@@ -9,6 +9,10 @@ import tf2onnx
 
 DEFAULT_OPSET = 17
 
+# ONNX metadata property that records the input and output layout.
+LAYOUT_KEY = "layout"
+
+
 # The symbolic name that the batch dimension gets in the ONNX graph, where
 # tf2onnx would otherwise write a generated name such as "unk__13".
 BATCH_DIM = "batch"
@@ -68,19 +72,43 @@ def plain_grouped_convolutions(model):
             del layer.convolution_op
 
 
-def write_onnx(function, inputs, path, opset=DEFAULT_OPSET):
+def _set_metadata(model_proto, props):
+    existing = {entry.key: entry for entry in model_proto.metadata_props}
+    for key, value in props.items():
+        entry = existing.get(key) or model_proto.metadata_props.add()
+        entry.key = key
+        entry.value = value
+
+
+def write_onnx(
+    function, inputs, outputs, path, opset=DEFAULT_OPSET, nchw=False, props=None
+):
     """Convert the serving `tf.function` to ONNX and save it at `path`.
 
     The graph's inputs and outputs carry the names of the function's input
-    specs and output dict keys. The file is checked with
+    specs and output dict keys. With `nchw`, 4-D inputs and outputs are
+    channels first; tf2onnx then moves the layout change into the
+    convolutions' weights instead of adding Transpose nodes. `props` are
+    written to `metadata_props`. The file is checked with
     `onnx.checker.check_model` before it is written.
     """
+    layout = {}
+    if nchw:
+        layout = {
+            "inputs_as_nchw": [i.name for i in inputs if len(i.shape) == 4],
+            "outputs_as_nchw": [o.name for o in outputs if len(o.shape) == 4],
+        }
     model_proto, _ = tf2onnx.convert.from_function(
         function,
         input_signature=[info.spec() for info in inputs],
         opset=opset,
+        **layout,
     )
     _name_batch_dimension(model_proto.graph.input)
     _name_batch_dimension(model_proto.graph.output)
+    _set_metadata(
+        model_proto,
+        {LAYOUT_KEY: "NCHW" if nchw else "NHWC", **(props or {})},
+    )
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, str(path))

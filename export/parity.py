@@ -25,6 +25,32 @@ class Tolerance:
 # a dropped shortcut) errs by 1e-2 or more.
 FLOAT32 = Tolerance("float32", atol=1e-4, rtol=1e-4)
 
+
+@dataclass(frozen=True)
+class QuantizedTolerance:
+    """The accuracy a quantized artifact may give up against Keras.
+
+    With labels, the artifact's accuracy may fall at most
+    `max_accuracy_drop` (a fraction, 0.01 is one point) below the Keras
+    model's. Without labels, at least `min_top1_agreement` of its top-1
+    predictions must agree with the Keras model's.
+    """
+
+    name: str
+    max_accuracy_drop: float
+    min_top1_agreement: float
+
+    def to_dict(self):
+        return asdict(self)
+
+
+# One point of accuracy, and 90% top-1 agreement where no labels say what
+# is right. On random inputs a random-init network's top two classes are
+# often close, so quantization noise flips more of them than on real data.
+QUANTIZED = QuantizedTolerance(
+    "quantized", max_accuracy_drop=0.01, min_top1_agreement=0.9
+)
+
 # Default inputs when the caller passes none: batch 7, so that a batch other
 # than 1 runs, and batch 1 is checked on the first sample.
 DEFAULT_BATCH = 7
@@ -74,7 +100,7 @@ def make_inputs(inputs, batch=DEFAULT_BATCH, seed=DEFAULT_SEED):
     return feeds
 
 
-def _check_array(info, array):
+def _check_array(info, array, finite=True):
     array = np.asarray(array)
     if array.ndim != len(info.shape):
         raise InputError(
@@ -95,7 +121,8 @@ def _check_array(info, array):
             f"{array.dtype}, which does not cast to it safely."
         )
     array = array.astype(info.dtype)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    floating = np.issubdtype(array.dtype, np.floating)
+    if finite and floating and not np.isfinite(array).all():
         raise InputError(
             f"Input {info.name!r} contains NaN or infinity; parity needs "
             "finite inputs."
@@ -103,13 +130,14 @@ def _check_array(info, array):
     return array
 
 
-def prepare_inputs(inputs, given):
+def prepare_inputs(inputs, given, finite=True):
     """Return named inputs checked against the signature `inputs`.
 
     Args:
         inputs: list of `TensorInfo` for the model's inputs.
         given: None for random inputs, an array for a single-input model,
             or a dict from input name to array.
+        finite: reject NaN and infinity.
 
     Raises:
         InputError: on missing or unknown names, wrong rank, shape or dtype,
@@ -132,7 +160,10 @@ def prepare_inputs(inputs, given):
             f"Inputs must be named {sorted(expected)}; received "
             f"{sorted(given)}."
         )
-    feeds = {info.name: _check_array(info, given[info.name]) for info in inputs}
+    feeds = {
+        info.name: _check_array(info, given[info.name], finite)
+        for info in inputs
+    }
     batches = {array.shape[0] for array in feeds.values()}
     if len(batches) > 1:
         raise InputError(f"Inputs have different batch sizes {batches}.")
@@ -178,12 +209,18 @@ def _batches(feeds):
 
 
 def compare(reference_runtime, runtime, feeds, tolerance):
-    """Run both runtimes on batch 1 and the full batch of `feeds`."""
+    """Run both runtimes on batch 1 and the full batch of `feeds`.
+
+    Returns:
+        A `FormatParity`, whose `passed` says whether every element was
+        within `tolerance`, and the artifact's outputs on the full batch.
+    """
     max_error, passed, top1 = 0.0, True, None
     batches = _batches(feeds)
     for batch in batches:
         expected = reference_runtime(batch)
         actual = runtime(batch)
+        outputs = actual
         if set(actual) != set(expected):
             raise ValueError(
                 f"Artifact outputs {sorted(actual)} do not match the Keras "
@@ -207,9 +244,44 @@ def compare(reference_runtime, runtime, feeds, tolerance):
                 agreements.append(agreement)
         if agreements:
             top1 = min(agreements)
-    return FormatParity(
+    parity = FormatParity(
         max_abs_error=max_error,
         top1_agreement=top1,
         passed=passed,
         batch_sizes=[next(iter(b.values())).shape[0] for b in batches],
     )
+    return parity, outputs
+
+
+def accuracy(outputs, labels):
+    """Return the fraction of rows of `outputs` whose argmax is the label."""
+    return float(np.mean(np.argmax(outputs, axis=-1) == labels))
+
+
+def check_labels(labels, batch, output_infos):
+    """Return `labels` as an int array of one class index per input sample.
+
+    Raises:
+        InputError: when the labels do not fit the inputs or the model has
+            no single class-score output.
+    """
+    if labels is None:
+        return None
+    if len(output_infos) != 1 or len(output_infos[0].shape) != 2:
+        raise InputError(
+            "labels need a model with one output of class scores, shape "
+            f"(batch, classes); the outputs are {output_infos}."
+        )
+    labels = np.asarray(labels)
+    classes = output_infos[0].shape[1]
+    if labels.shape != (batch,) or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(
+            f"labels must be {batch} integer class indices, one per input "
+            f"sample; received dtype {labels.dtype} and shape {labels.shape}."
+        )
+    if labels.min() < 0 or (classes is not None and labels.max() >= classes):
+        raise InputError(
+            f"labels must be class indices in [0, {classes}); received values "
+            f"from {labels.min()} to {labels.max()}."
+        )
+    return labels

@@ -13,6 +13,8 @@ import onnxruntime
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from export.formats import ARTIFACT_PATHS, FORMATS
+from export.onnx import LAYOUT_KEY
 from export.savedmodel import SIGNATURE_KEY
 
 
@@ -52,6 +54,10 @@ class TFLiteRuntime:
     """The `.tflite` file's signature in the LiteRT interpreter.
 
     The signature runner resizes its inputs to each call's batch size.
+    Float inputs for an integer input tensor are quantized with that
+    tensor's scale and zero point, and integer outputs are dequantized
+    with theirs, so a full-integer model takes and returns the same float
+    values as the float model.
     """
 
     def __init__(self, path, num_threads=None):
@@ -59,32 +65,76 @@ class TFLiteRuntime:
             model_path=str(path), num_threads=num_threads
         )
         self._runner = self._interpreter.get_signature_runner(SIGNATURE_KEY)
+        self._input_details = self._runner.get_input_details()
+        self._output_details = self._runner.get_output_details()
+
+    def _quantize(self, name, value):
+        detail = self._input_details[name]
+        dtype = np.dtype(detail["dtype"])
+        value = np.asarray(value)
+        scale, zero_point = detail["quantization"]
+        if (
+            np.issubdtype(dtype, np.integer)
+            and scale
+            and not (np.issubdtype(value.dtype, np.integer))
+        ):
+            info = np.iinfo(dtype)
+            value = np.round(value / scale + zero_point)
+            return np.clip(value, info.min, info.max).astype(dtype)
+        return value.astype(dtype)
+
+    def _dequantize(self, name, value):
+        value = np.array(value)
+        scale, zero_point = self._output_details[name]["quantization"]
+        if np.issubdtype(value.dtype, np.integer) and scale:
+            return (value.astype(np.float32) - zero_point) * np.float32(scale)
+        return value
 
     def __call__(self, feeds):
-        results = self._runner(**feeds)
-        return {name: np.array(value) for name, value in results.items()}
+        quantized = {
+            name: self._quantize(name, value) for name, value in feeds.items()
+        }
+        results = self._runner(**quantized)
+        return {
+            name: self._dequantize(name, value)
+            for name, value in results.items()
+        }
 
 
 class OnnxRuntime:
-    """The `.onnx` file in an onnxruntime CPU session."""
+    """The `.onnx` file in an onnxruntime CPU session.
+
+    A file exported with NCHW layout (metadata property `layout`) takes and
+    returns 4-D tensors channels first. This wrapper transposes them, so
+    that it takes and returns the Keras layout, NHWC, like the others.
+    """
 
     def __init__(self, path):
         self._session = onnxruntime.InferenceSession(
             str(path), providers=["CPUExecutionProvider"]
         )
         self._output_names = [o.name for o in self._session.get_outputs()]
+        props = self._session.get_modelmeta().custom_metadata_map
+        self.nchw = props.get(LAYOUT_KEY) == "NCHW"
 
     def __call__(self, feeds):
+        if self.nchw:
+            feeds = {
+                name: np.transpose(value, (0, 3, 1, 2))
+                if np.ndim(value) == 4
+                else value
+                for name, value in feeds.items()
+            }
         results = self._session.run(self._output_names, feeds)
+        if self.nchw:
+            results = [
+                np.transpose(value, (0, 2, 3, 1)) if value.ndim == 4 else value
+                for value in results
+            ]
         return dict(zip(self._output_names, results, strict=True))
 
 
-# Where `export_model` writes each format inside its output directory.
-ARTIFACT_PATHS = {
-    "savedmodel": "saved_model",
-    "tflite": "model.tflite",
-    "onnx": "model.onnx",
-}
+__all__ = ["ARTIFACT_PATHS", "load_runtime"]
 
 RUNTIMES = {
     "savedmodel": SavedModelRuntime,
@@ -94,8 +144,12 @@ RUNTIMES = {
 
 
 def load_runtime(fmt, path):
-    """Load the artifact of format `fmt` at `path` in its runtime."""
+    """Load the artifact of format `fmt` (a name such as "onnx_int8") at `path`.
+
+    Raises:
+        FileNotFoundError: when there is no artifact at `path`.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No {fmt} artifact at {path}")
-    return RUNTIMES[fmt](path)
+    return RUNTIMES[FORMATS[fmt].runtime](path)

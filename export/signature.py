@@ -34,7 +34,8 @@ class TensorInfo:
         return tf.TensorSpec(self.shape, tf.as_dtype(self.dtype), self.name)
 
     def to_dict(self):
-        return asdict(self)
+        """Return the fields as JSON types: the shape becomes a list."""
+        return {**asdict(self), "shape": list(self.shape)}
 
 
 def _layer_names(tensors):
@@ -103,3 +104,19 @@ def serving_function(model, inputs, outputs):
         }
 
     return tf.function(serve, input_signature=[info.spec() for info in inputs])
+
+
+def random_ops(function):
+    """Return the random-number op types in the traced `function`'s graph.
+
+    An inference graph has none: a layer that draws random numbers with
+    `training=False` would make every artifact nondeterministic.
+    """
+    graph_def = function.get_concrete_function().graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for library_function in graph_def.library.function:
+        nodes.extend(library_function.node_def)
+    return sorted(
+        {node.op for node in nodes if "Random" in node.op}
+        | {node.op for node in nodes if node.op == "Multinomial"}
+    )
