@@ -5,9 +5,11 @@ The metadata is a JSON object with two keys:
 - `class_labels`: a list with one name per output class, or None.
 - `preprocessing`: how to turn an image file into the model input, or
   None: `height` and `width` in pixels, `channels` (1 for grayscale, 3 for
-  RGB), `layout` ("NHWC" or "NCHW"), and `scale`, `mean` and `std`, so that
+  RGB), and `scale`, `mean` and `std`, so that
   input = (pixel * scale - mean) / std for 8-bit pixel values, with `mean`
-  and `std` one value or one per channel.
+  and `std` one value or one per channel. The result is NHWC, the Keras
+  layout; an ONNX file exported channels first records that in its own
+  `layout` property.
 
 It is stored in ONNX `metadata_props`, as `assets/metadata.json` in the
 SavedModel and in `manifest.json`, so each artifact can be used on its own.
@@ -18,7 +20,6 @@ import math
 
 import numpy as np
 
-LAYOUTS = ("NHWC", "NCHW")
 ONNX_KEY_LABELS = "class_labels"
 ONNX_KEY_PREPROCESSING = "preprocessing"
 
@@ -59,7 +60,7 @@ def check_preprocessing(preprocessing):
             "preprocessing must be a dict such as {'height': 32, 'width': 32, "
             f"'channels': 3, 'scale': 1 / 255}}. Received: {preprocessing!r}"
         )
-    known = {"height", "width", "channels", "layout", "scale", "mean", "std"}
+    known = {"height", "width", "channels", "scale", "mean", "std"}
     unknown = sorted(set(preprocessing) - known)
     if unknown:
         raise MetadataError(
@@ -70,12 +71,6 @@ def check_preprocessing(preprocessing):
         raise MetadataError(
             "preprocessing['channels'] must be 1 (grayscale) or 3 (RGB). "
             f"Received: {channels}"
-        )
-    layout = preprocessing.get("layout", "NHWC")
-    if layout not in LAYOUTS:
-        raise MetadataError(
-            f"preprocessing['layout'] must be one of {LAYOUTS}. "
-            f"Received: {layout!r}"
         )
     scale = preprocessing.get("scale", 1 / 255)
     if not isinstance(scale, (int, float)) or not math.isfinite(scale):
@@ -90,7 +85,6 @@ def check_preprocessing(preprocessing):
         "height": _positive_int(preprocessing, "height"),
         "width": _positive_int(preprocessing, "width"),
         "channels": channels,
-        "layout": layout,
         "scale": float(scale),
         "mean": _channel_values(preprocessing, "mean", 0.0, channels),
         "std": std,
@@ -135,12 +129,9 @@ def apply_preprocessing(pixels, preprocessing):
         preprocessing: the checked preprocessing dict.
 
     Returns:
-        float32 array in the stored layout.
+        float32 NHWC array.
     """
     mean = np.asarray(preprocessing["mean"], dtype=np.float32)
     std = np.asarray(preprocessing["std"], dtype=np.float32)
     x = pixels.astype(np.float32) * preprocessing["scale"]
-    x = (x - mean) / std
-    if preprocessing["layout"] == "NCHW":
-        x = np.transpose(x, (0, 3, 1, 2))
-    return x.astype(np.float32)
+    return ((x - mean) / std).astype(np.float32)

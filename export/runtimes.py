@@ -44,6 +44,8 @@ class SavedModelRuntime:
     def __init__(self, path):
         self._loaded = tf.saved_model.load(str(path))
         self._signature = self._loaded.signatures[SIGNATURE_KEY]
+        _, specs = self._signature.structured_input_signature
+        self.input_names = sorted(specs)
 
     def __call__(self, feeds):
         results = self._signature(**feeds)
@@ -67,6 +69,7 @@ class TFLiteRuntime:
         self._runner = self._interpreter.get_signature_runner(SIGNATURE_KEY)
         self._input_details = self._runner.get_input_details()
         self._output_details = self._runner.get_output_details()
+        self.input_names = sorted(self._input_details)
 
     def _quantize(self, name, value):
         detail = self._input_details[name]
@@ -114,6 +117,7 @@ class OnnxRuntime:
             str(path), providers=["CPUExecutionProvider"]
         )
         self._output_names = [o.name for o in self._session.get_outputs()]
+        self.input_names = [i.name for i in self._session.get_inputs()]
         props = self._session.get_modelmeta().custom_metadata_map
         self.nchw = props.get(LAYOUT_KEY) == "NCHW"
 
