@@ -1,0 +1,605 @@
+"""Train a network on an in-memory image data set with Keras `model.fit`.
+
+One training loop for every command in this package:
+
+1. `Recipe` fixes the optimizer, schedule, batch size and augmentation.
+2. `build_compiled_model` seeds the initializers, builds the network and
+   compiles it. A distributed run calls it inside `strategy.scope()`.
+3. `fit` feeds the data in an order fixed by the seed, trains with
+   `model.fit` and progress bars, and returns a `TrainResult`.
+
+After every epoch `ErrorEvaluation` measures the error on the training set
+and on the held-out set in a separate pass in inference mode, without
+augmentation: BatchNormalization uses its moving statistics and the
+weights are those at the epoch's end. The running accuracy that `fit`
+reports averages over an epoch of changing weights, augmented images and
+batch statistics, and is recorded beside it as `running_error`.
+
+Run `python -m keras_resnet.train --help` to train one network.
+"""
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet import data as image_data
+from keras_resnet.cifar import blocks_per_stage
+from keras_resnet.models import plain, resnet
+
+logger = logging.getLogger(__name__)
+
+# Pixels of zero padding before the random crop of the CIFAR augmentation.
+CROP_PADDING = 4
+
+EVAL_BATCH_SIZE = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train: SGD with momentum and a step schedule.
+
+    The learning rate is `learning_rate` after an optional constant
+    warm-up, then is multiplied by `decay_factor` once `decay_at` of the
+    total steps have run, for each fraction in `decay_at`.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: global batch size, summed over all replicas.
+        learning_rate: base learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty coefficient: each convolution and Dense
+            kernel w adds weight_decay * w to its gradient, as weight
+            decay in Caffe and PyTorch's SGD does. BatchNormalization
+            parameters and biases are not decayed.
+        decay_at: fractions of the total steps where the rate decays.
+        decay_factor: factor applied at each of those points.
+        warmup_steps: steps at `warmup_learning_rate` before the base rate.
+        warmup_learning_rate: learning rate during the warm-up.
+        augment: pad by `CROP_PADDING` zeros, take a random crop of the
+            original size and flip horizontally at random.
+        max_steps: stop after this many steps, inside the last epoch, or
+            None to run every step of `epochs`.
+    """
+
+    epochs: int
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    decay_at: tuple = (0.5, 0.75)
+    decay_factor: float = 0.1
+    warmup_steps: int = 0
+    warmup_learning_rate: float = 0.01
+    augment: bool = False
+    max_steps: int | None = None
+
+    def total_steps(self, train_size):
+        """Return the optimizer steps that training on `train_size` runs."""
+        steps = self.epochs * steps_per_epoch(train_size, self.batch_size)
+        if self.max_steps is not None:
+            steps = min(steps, self.max_steps)
+        return steps
+
+    def learning_rate_schedule(self, total_steps):
+        """Return a `PiecewiseConstantDecay`, or a float without steps."""
+
+        # The schedule reads `optimizer.iterations`, the number of steps
+        # already run, and keeps a value while it is <= the boundary: a
+        # phase of k steps from step s ends at boundary s + k - 1.
+        boundaries, values = [], []
+        if self.warmup_steps > 0:
+            boundaries.append(self.warmup_steps - 1)
+            values.append(self.warmup_learning_rate)
+        rate = self.learning_rate
+        for fraction in self.decay_at:
+            boundaries.append(max(1, round(fraction * total_steps)) - 1)
+            values.append(rate)
+            rate *= self.decay_factor
+        values.append(rate)
+        if not boundaries:
+            return rate
+        if any(
+            later <= earlier
+            for earlier, later in zip(
+                boundaries[:-1], boundaries[1:], strict=True
+            )
+        ):
+            raise ValueError(
+                "the warm-up must end before the first decay and the decay "
+                "fractions must increase. Received: warmup_steps="
+                f"{self.warmup_steps}, decay steps {boundaries[1:]} of "
+                f"{total_steps}"
+            )
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, values
+        )
+
+    def validate(self):
+        """Raise ValueError naming the first invalid field."""
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1. Received: {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(
+                f"batch_size must be >= 1. Received: {self.batch_size}"
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"learning_rate must be > 0. Received: {self.learning_rate}"
+            )
+        if any(not 0 < f < 1 for f in self.decay_at):
+            raise ValueError(
+                "decay_at must contain fractions of the total steps in (0, 1). "
+                f"Received: {self.decay_at}"
+            )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(
+                f"max_steps must be >= 1 or None. Received: {self.max_steps}"
+            )
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """The result of `fit`.
+
+    Attributes:
+        history: per-epoch lists keyed by "epoch", "step",
+            "learning_rate", "train_error", "heldout_error",
+            "running_error", "train_loss", "heldout_loss",
+            "running_loss" and "seconds". Errors are fractions in [0, 1].
+        steps: optimizer steps run, read from `optimizer.iterations`.
+        data_order_sha256: SHA-256 of the example order fed to `fit`.
+        seconds: wall time of `fit`, in seconds.
+    """
+
+    history: dict
+    steps: int
+    data_order_sha256: str
+    seconds: float
+
+
+def steps_per_epoch(train_size, batch_size):
+    """Return the batches of an epoch; the last one may be smaller."""
+    return math.ceil(train_size / batch_size)
+
+
+def epoch_orders(train_size, epochs, seed):
+    """Return an (epochs, train_size) int32 array: one permutation per epoch.
+
+    The permutations depend only on `seed`, so every model trained with the
+    same seed on the same data is fed the same examples in the same order.
+    """
+    rng = np.random.default_rng(seed)
+    return np.stack(
+        [rng.permutation(train_size).astype(np.int32) for _ in range(epochs)]
+    )
+
+
+def order_digest(orders):
+    """Return the SHA-256 hex digest of an `epoch_orders` array."""
+    return hashlib.sha256(
+        np.ascontiguousarray(orders, dtype="<i4").tobytes()
+    ).hexdigest()
+
+
+def weights_digest(model):
+    """Return the SHA-256 hex digest of a model's weights, in layer order."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def channel_statistics(images):
+    """Return per-channel (mean, std) of NHWC images as float32 arrays."""
+    images = images.astype(np.float64)
+    mean = images.mean(axis=(0, 1, 2))
+    std = np.maximum(images.std(axis=(0, 1, 2)), 1e-6)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def make_train_dataset(x, y, orders, batch_size, statistics, augment, seed):
+    """Return a `tf.data.Dataset` of every training batch of every epoch.
+
+    Epoch e feeds the examples `x[orders[e]]` in batches of `batch_size`;
+    no batch spans two epochs. Images are standardized with the
+    per-channel `statistics` (mean, std). With `augment`, each image is
+    zero-padded by `CROP_PADDING` pixels, randomly cropped back and
+    randomly flipped. Stateless random ops seeded by `seed` and the
+    example's position in the stream draw the crop and the flip, so the
+    augmentation is the same for every model, like the order.
+    """
+    epochs, train_size = orders.shape
+    height, width, channels = x.shape[1:]
+    images = tf.constant(x)
+    labels = tf.constant(y, dtype=tf.int32)
+    mean, std = (tf.constant(value, tf.float32) for value in statistics)
+    positions = np.arange(epochs * train_size, dtype=np.int64).reshape(
+        orders.shape
+    )
+
+    def load(position, index):
+        image = (tf.cast(tf.gather(images, index), tf.float32) - mean) / std
+        if augment:
+            image = tf.pad(
+                image,
+                [[CROP_PADDING, CROP_PADDING], [CROP_PADDING, CROP_PADDING]]
+                + [[0, 0]],
+            )
+            crop_seed = tf.stack([tf.constant(seed, tf.int64), 2 * position])
+            image = tf.image.stateless_random_crop(
+                image, (height, width, channels), seed=crop_seed
+            )
+            image = tf.image.stateless_random_flip_left_right(
+                image, seed=crop_seed + [0, 1]
+            )
+        return image, tf.gather(labels, index)
+
+    def epoch_batches(epoch_positions, epoch_order):
+        return (
+            tf.data.Dataset.from_tensor_slices((epoch_positions, epoch_order))
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size)
+        )
+
+    return (
+        tf.data.Dataset.from_tensor_slices((positions, orders))
+        .flat_map(epoch_batches)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def make_eval_dataset(x, y, statistics, batch_size=EVAL_BATCH_SIZE):
+    """Return a batched `tf.data.Dataset` of standardized, unaugmented data."""
+    mean, std = (tf.constant(value, tf.float32) for value in statistics)
+
+    def standardize(image, label):
+        return (tf.cast(image, tf.float32) - mean) / std, label
+
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+        .batch(batch_size)
+        .map(standardize, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def add_weight_decay(model, weight_decay):
+    """Put an L2 regularizer on every convolution and Dense kernel.
+
+    Keras' L2(l2) adds 2 * l2 * w to the gradient, so l2 is half of
+    `weight_decay`. Call before `compile`.
+    """
+    if weight_decay <= 0:
+        return 0
+    regularizer = keras.regularizers.L2(weight_decay / 2)
+    kernels = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and kernel.trainable:
+            kernel.regularizer = regularizer
+            kernels += 1
+    return kernels
+
+
+def build_compiled_model(build, recipe, total_steps, seed):
+    """Seed the initializers, build a model with `build()` and compile it.
+
+    Run this inside `strategy.scope()` to place the variables with a
+    `tf.distribute` strategy. Models built with the same `seed` by
+    builders that create the same weighted layers in the same order get
+    the same initial weights.
+
+    Args:
+        build: a callable taking no arguments and returning an uncompiled
+            `keras.Model` with softmax outputs.
+        recipe: the `Recipe`.
+        total_steps: steps the run will take, for the learning rate
+            schedule; see `Recipe.total_steps`.
+        seed: seed of Keras, TensorFlow, NumPy and Python's random.
+
+    Returns:
+        The compiled model.
+    """
+    keras.utils.set_random_seed(seed)
+    model = build()
+    add_weight_decay(model, recipe.weight_decay)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=recipe.learning_rate_schedule(total_steps),
+        momentum=recipe.momentum,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class ErrorEvaluation(keras.callbacks.Callback):
+    """Evaluate training and held-out error at each epoch's end.
+
+    Writes into the epoch's logs, so the progress bar and the History
+    callback show them: `train_error` and `heldout_error` (inference
+    mode, no augmentation), `running_error` (1 - fit's running
+    accuracy), the matching losses, `step` and `learning_rate`. Place it
+    before other callbacks that read those keys.
+    """
+
+    def __init__(self, train_dataset, heldout_dataset):
+        super().__init__()
+        self.datasets = {"train": train_dataset, "heldout": heldout_dataset}
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["running_error"] = 1.0 - float(logs.get("accuracy", np.nan))
+        logs["running_loss"] = float(logs.get("loss", np.nan))
+        for name, dataset in self.datasets.items():
+            results = self.model.evaluate(dataset, verbose=0, return_dict=True)
+            logs[f"{name}_error"] = 1.0 - float(results["accuracy"])
+            logs[f"{name}_loss"] = float(results["loss"])
+        optimizer = self.model.optimizer
+        logs["step"] = int(optimizer.iterations.numpy())
+        logs["learning_rate"] = float(np.asarray(optimizer.learning_rate))
+        logs["seconds"] = time.perf_counter() - self.start
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stop training once the optimizer has run `max_steps` steps."""
+
+    def __init__(self, max_steps):
+        super().__init__()
+        self.max_steps = max_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.max_steps:
+            self.model.stop_training = True
+
+
+HISTORY_KEYS = (
+    "epoch",
+    "step",
+    "learning_rate",
+    "train_error",
+    "heldout_error",
+    "running_error",
+    "train_loss",
+    "heldout_loss",
+    "running_loss",
+    "seconds",
+)
+
+
+def fit(model, data, recipe, seed, verbose=1, callbacks=()):
+    """Train a compiled model on `data` with `model.fit`.
+
+    Args:
+        model: a model from `build_compiled_model`.
+        data: a `keras_resnet.data.ImageData`.
+        recipe: the `Recipe` the model was compiled with.
+        seed: seed of the data order and of the augmentation.
+        verbose: `model.fit` verbosity: 1 for progress bars, 2 for one
+            line per epoch, 0 for none.
+        callbacks: further Keras callbacks; they see the keys that
+            `ErrorEvaluation` adds to the epoch logs.
+
+    Returns:
+        A `TrainResult`.
+    """
+    recipe.validate()
+    train_size = len(data.x_train)
+    statistics = channel_statistics(data.x_train)
+    orders = epoch_orders(train_size, recipe.epochs, seed)
+    train_dataset = make_train_dataset(
+        data.x_train,
+        data.y_train,
+        orders,
+        recipe.batch_size,
+        statistics,
+        recipe.augment,
+        seed,
+    )
+    evaluation = ErrorEvaluation(
+        make_eval_dataset(data.x_train, data.y_train, statistics),
+        make_eval_dataset(data.x_heldout, data.y_heldout, statistics),
+    )
+    all_callbacks = [evaluation]
+    if recipe.max_steps is not None:
+        all_callbacks.append(StopAtStep(recipe.max_steps))
+    all_callbacks.extend(callbacks)
+
+    logger.info(
+        "training %s for %d steps of batch %d",
+        model.name,
+        recipe.total_steps(train_size),
+        recipe.batch_size,
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        train_dataset,
+        epochs=recipe.epochs,
+        steps_per_epoch=steps_per_epoch(train_size, recipe.batch_size),
+        callbacks=all_callbacks,
+        shuffle=False,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    epochs_run = len(history.history["train_error"])
+    table = {"epoch": list(range(1, epochs_run + 1))}
+    for key in HISTORY_KEYS[1:]:
+        table[key] = [float(value) for value in history.history[key]]
+    table["step"] = [int(step) for step in table["step"]]
+    return TrainResult(
+        history=table,
+        steps=int(model.optimizer.iterations.numpy()),
+        data_order_sha256=order_digest(orders),
+        seconds=seconds,
+    )
+
+
+# Recipes per data source; the command-line options override fields.
+RECIPES = {
+    # He et al. (2015), section 4.2: SGD with momentum 0.9, weight decay
+    # 1e-4, batch 128, rate 0.1 divided by 10 at 32k and 48k iterations,
+    # stopped at 64k, 4-pixel padding, random 32 x 32 crops and flips.
+    # 164 epochs of 391 steps pass 64,000 steps, where training stops.
+    "cifar10": Recipe(
+        epochs=164,
+        max_steps=64_000,
+        decay_at=(0.5, 0.75),
+        augment=True,
+    ),
+    "digits": Recipe(epochs=20),
+    "folder": Recipe(epochs=30, augment=True),
+}
+
+
+def recipe_for(data_source, **overrides):
+    """Return the `RECIPES` entry with the fields in `overrides` replaced.
+
+    An `epochs` override drops `max_steps`, so the run takes every step of
+    those epochs and the decays scale with it.
+    """
+    recipe = RECIPES[data_source]
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides:
+        overrides.setdefault("max_steps", None)
+    return dataclasses.replace(recipe, **overrides)
+
+
+def data_source(args):
+    """Return the `RECIPES` key for parsed data options."""
+    return "folder" if args.data_dir is not None else args.dataset
+
+
+def add_recipe_arguments(parser):
+    """Add --epochs, --batch-size and --learning-rate to a parser."""
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=(
+            "passes over the training set; the decays stay at 50%% and "
+            "75%% of the steps (default: the data set's recipe)"
+        ),
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="global batch size (default: 128)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        metavar="RATE",
+        help="base learning rate of SGD (default: 0.1)",
+    )
+
+
+def write_history_csv(path, rows, columns):
+    """Write dict rows to a CSV file with the given column order."""
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def history_rows(history):
+    """Return `TrainResult.history` as a list of one dict per epoch."""
+    return [
+        {key: history[key][index] for key in HISTORY_KEYS}
+        for index in range(len(history["epoch"]))
+    ]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_resnet.train",
+        description="Train one CIFAR-family network, plain or residual.",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=20,
+        help="weighted layers, 6n + 2 (default: 20)",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="train the plain twin, without shortcuts",
+    )
+    image_data.add_data_arguments(parser)
+    add_recipe_arguments(parser)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: 0)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write history.csv and model.keras to this directory",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Train one network from the command line; return the exit code."""
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
+    try:
+        dataset = image_data.load_from_args(args, args.seed)
+        recipe = recipe_for(
+            data_source(args),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+        )
+        recipe.validate()
+        blocks_per_stage(args.depth)
+    except (image_data.DataError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(dataset.describe(), file=sys.stderr)
+
+    builder = plain if args.plain else resnet
+    model = build_compiled_model(
+        lambda: builder(
+            args.depth, input_shape=dataset.image_shape, classes=dataset.classes
+        ),
+        recipe,
+        recipe.total_steps(len(dataset.x_train)),
+        args.seed,
+    )
+    result = fit(model, dataset, recipe, args.seed)
+    print(
+        f"{model.name}: training error {result.history['train_error'][-1]:.2%}"
+        f", held-out error {result.history['heldout_error'][-1]:.2%} after "
+        f"{result.steps} steps in {result.seconds:.0f} s"
+    )
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_history_csv(
+            args.out / "history.csv",
+            history_rows(result.history),
+            HISTORY_KEYS,
+        )
+        model.save(args.out / "model.keras")
+        print(f"wrote {args.out}/history.csv and {args.out}/model.keras")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
