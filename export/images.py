@@ -26,14 +26,19 @@ def load_image(path, height, width, channels):
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"Image file not found: {path}")
+    return decode_image(path.read_bytes(), height, width, channels, path)
+
+
+def decode_image(data, height, width, channels, source="image"):
+    """Decode PNG, JPEG, BMP or GIF bytes and resize them; see `load_image`.
+
+    `source` names the data in error messages.
+    """
     try:
-        image = tf.io.decode_image(
-            path.read_bytes(), channels=0, expand_animations=False
-        )
-    except (tf.errors.InvalidArgumentError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0]
+        image = tf.io.decode_image(data, channels=0, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, ValueError):
         raise ImageError(
-            f"Cannot decode {path} as PNG, JPEG, BMP or GIF: {first_line}"
+            f"Cannot decode {source}: it is not a PNG, JPEG, BMP or GIF image."
         ) from None
 
     # Drop the alpha channel of grayscale-alpha and RGBA images.
