@@ -2,17 +2,18 @@
 
 from setuptools import find_packages, setup
 
-# Lower bounds are the versions the test suite ran against. TensorFlow 2.21
-# is the first release whose converter and tf2onnx 1.17 agree on the protobuf
-# 7 runtime that onnx 1.23 needs.
+# Lower bounds are the versions the test suite ran against; older releases
+# were not tested.
 INSTALL_REQUIRES = [
     "tensorflow>=2.21",
     "keras>=3.15,<4",
     "tf2onnx>=1.17",
     "onnx>=1.23",
-    "onnxruntime>=1.31",
+    "onnxruntime>=1.32",
     "ai-edge-litert>=2.3",
     "scikit-learn>=1.9",
+    # Plots of the degradation experiment; brings Pillow, which reads them.
+    "matplotlib>=3.11",
     "numpy>=2.4",
 ]
 
