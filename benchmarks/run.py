@@ -264,12 +264,14 @@ def bench_training(args, threads):
         keras.backend.clear_session()
 
     try:
-        from torch_reference import torch_train_step_seconds
+        from torch_reference import torch_train_step
     except ImportError as err:
         results["torch"] = {"skipped": f"torch is not installed ({err})"}
     else:
-        seconds = torch_train_step_seconds(
-            x, y, threads, args.train_repeats, warmup=3
+        seconds = median_seconds(
+            torch_train_step(x, y, threads),
+            args.train_repeats,
+            warmup=1 if args.tiny else 3,
         )
         results["torch"] = {"images_per_second": TRAIN_BATCH / seconds}
     return results

@@ -7,9 +7,6 @@ pooling and a 10-way linear layer. It is trained the way the package's
 recipe trains: SGD with momentum 0.9, weight decay 1e-4, cross-entropy.
 """
 
-import statistics
-import time
-
 import torch
 from torch import nn
 from torch.nn import functional
@@ -67,8 +64,8 @@ class ResNet20(nn.Module):
         return self.head(torch.flatten(functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def torch_train_step_seconds(x, y, threads, repeats, warmup):
-    """Return the median seconds of one training step on the NHWC batch x."""
+def torch_train_step(x, y, threads):
+    """Return a function that runs one training step on the NHWC batch x."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = ResNet20()
@@ -85,11 +82,4 @@ def torch_train_step_seconds(x, y, threads, repeats, warmup):
         loss.backward()
         optimizer.step()
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return step
