@@ -91,37 +91,47 @@ class Recipe:
         return steps
 
     def learning_rate_schedule(self, total_steps):
-        """Return a `PiecewiseConstantDecay`, or a float without steps."""
+        """Return a `PiecewiseConstantDecay`, or a float for one phase.
 
-        # The schedule reads `optimizer.iterations`, the number of steps
-        # already run, and keeps a value while it is <= the boundary: a
-        # phase of k steps from step s ends at boundary s + k - 1.
-        boundaries, values = [], []
+        Raises:
+            ValueError: when the warm-up does not end before the first
+                decay.
+        """
+        # Phases as (first step, rate). A decay lands after
+        # round(fraction * total_steps) steps.
+        phases = []
         if self.warmup_steps > 0:
-            boundaries.append(self.warmup_steps - 1)
-            values.append(self.warmup_learning_rate)
+            phases.append((0, self.warmup_learning_rate))
+        phases.append((self.warmup_steps, self.learning_rate))
         rate = self.learning_rate
         for fraction in self.decay_at:
-            boundaries.append(max(1, round(fraction * total_steps)) - 1)
-            values.append(rate)
             rate *= self.decay_factor
-        values.append(rate)
-        if not boundaries:
-            return rate
-        if any(
-            later <= earlier
-            for earlier, later in zip(
-                boundaries[:-1], boundaries[1:], strict=True
-            )
-        ):
-            raise ValueError(
-                "the warm-up must end before the first decay and the decay "
-                "fractions must increase. Received: warmup_steps="
-                f"{self.warmup_steps}, decay steps {boundaries[1:]} of "
-                f"{total_steps}"
-            )
+            phases.append((round(fraction * total_steps), rate))
+        if self.warmup_steps > 0 and self.decay_at:
+            first_decay = phases[2][0]
+            if first_decay <= self.warmup_steps:
+                raise ValueError(
+                    "the warm-up must end before the first decay. Received: "
+                    f"warmup_steps={self.warmup_steps}, first decay after "
+                    f"{first_decay} of {total_steps} steps. Shorten the "
+                    "warm-up or train for more steps."
+                )
+
+        # A run too short to separate two decays skips the empty phase.
+        kept = []
+        for first_step, phase_rate in phases:
+            while kept and kept[-1][0] >= first_step:
+                kept.pop()
+            kept.append((first_step, phase_rate))
+        if len(kept) == 1:
+            return kept[0][1]
+
+        # The schedule reads `optimizer.iterations`, the number of steps
+        # already run, and keeps value i while it is <= boundary i, so a
+        # phase that starts at step s needs the boundary s - 1 before it.
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries, values
+            [first_step - 1 for first_step, _ in kept[1:]],
+            [phase_rate for _, phase_rate in kept],
         )
 
     def validate(self):
@@ -136,10 +146,13 @@ class Recipe:
             raise ValueError(
                 f"learning_rate must be > 0. Received: {self.learning_rate}"
             )
-        if any(not 0 < f < 1 for f in self.decay_at):
+        fractions = list(self.decay_at)
+        if any(not 0 < f < 1 for f in fractions) or fractions != sorted(
+            fractions
+        ):
             raise ValueError(
-                "decay_at must contain fractions of the total steps in (0, 1). "
-                f"Received: {self.decay_at}"
+                "decay_at must contain increasing fractions of the total "
+                f"steps in (0, 1). Received: {self.decay_at}"
             )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(
@@ -310,6 +323,7 @@ def build_compiled_model(build, recipe, total_steps, seed):
     Returns:
         The compiled model.
     """
+    recipe.validate()
     keras.utils.set_random_seed(seed)
     model = build()
     add_weight_decay(model, recipe.weight_decay)
