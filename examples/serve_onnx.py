@@ -118,7 +118,9 @@ def make_handler(classifier, top_k):
                 return
             body = self.rfile.read(length)
             try:
-                if self.headers.get("Content-Type") == "application/json":
+                content_type = self.headers.get("Content-Type") or ""
+                media_type = content_type.split(";")[0].strip().lower()
+                if media_type == "application/json":
                     batch = np.asarray(
                         json.loads(body)["inputs"], dtype=np.float32
                     )
@@ -133,9 +135,14 @@ def make_handler(classifier, top_k):
                 logger.warning("rejected request: %s", err)
                 self._reply(400, {"error": str(err)})
                 return
-            except onnxruntime.capi.onnxruntime_pybind11_state.Fail as err:
+            except (
+                onnxruntime.capi.onnxruntime_pybind11_state.Fail,
+                onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument,
+            ) as err:
+                # A batch whose shape or dtype the model does not take.
                 logger.warning("inference failed: %s", err)
-                self._reply(400, {"error": f"inference failed: {err}"})
+                first_line = (str(err).splitlines() or [""])[0]
+                self._reply(400, {"error": f"inference failed: {first_line}"})
                 return
             self._reply(200, {"top_k": classifier.top_k(scores, top_k)})
 

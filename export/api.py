@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from export.formats import CALIBRATED, DEFAULT_FORMATS, FORMATS, check_formats
 from export.manifest import build_manifest, tool_versions
 from export.metadata import check_labels as check_class_labels
@@ -235,12 +237,18 @@ def _convert(model, staging, scratch, formats, options):
 
     if "onnx_int8" in formats:
         logger.info("quantizing ONNX to int8")
+        calibration = options["calibration"]
+        if options["nchw"]:
+            # The float file takes channels-first 4-D inputs.
+            calibration = {
+                name: np.transpose(array, (0, 3, 1, 2))
+                if array.ndim == 4
+                else array
+                for name, array in calibration.items()
+            }
         with _converter_errors("ONNX int8 quantization"):
             write_onnx_int8(
-                target("onnx"),
-                target("onnx_int8"),
-                options["calibration"],
-                scratch,
+                target("onnx"), target("onnx_int8"), calibration, scratch
             )
 
 
@@ -385,7 +393,7 @@ def export_model(
         raise ValueError(
             f"int8_io must be one of {INT8_IO_TYPES}. Received: {int8_io!r}"
         )
-    model = float32_model(model)
+    source, model = model, float32_model(model)
     input_infos, output_infos = model_signature(model)
     feeds = prepare_inputs(input_infos, inputs)
     check_labels(labels, next(iter(feeds.values())).shape[0], output_infos)
@@ -413,12 +421,13 @@ def export_model(
     }
 
     out_dir = Path(out_dir)
+    created = _first_missing_ancestor(out_dir.parent)
     staging = _prepare_out_dir(out_dir, overwrite)
     scratch = Path(tempfile.mkdtemp(prefix=".scratch.", dir=staging.parent))
     try:
         _convert(model, staging, scratch, formats, options)
         report = check_parity(
-            model,
+            source,
             staging,
             formats,
             feeds,
@@ -442,7 +451,34 @@ def export_model(
         shutil.rmtree(scratch, ignore_errors=True)
         if staging.exists():
             shutil.rmtree(staging)
+            _remove_empty_parents(out_dir.parent, created)
     return report
+
+
+def _first_missing_ancestor(path):
+    """Return the outermost missing directory of `path`, or None."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_empty_parents(path, created):
+    """Remove the empty directories from `path` up to `created`, if any.
+
+    A failed export removes the parent directories it made for `out_dir`.
+    """
+    if created is None:
+        return
+    for candidate in (path, *path.parents):
+        try:
+            candidate.rmdir()
+        except OSError:
+            return
+        if candidate == created:
+            return
 
 
 def needs_onnx(formats):

@@ -95,6 +95,11 @@ def check_labels(class_labels, classes=None):
     """Return `class_labels` as a list of strings, or raise MetadataError."""
     if class_labels is None:
         return None
+    if isinstance(class_labels, (str, bytes)):
+        raise MetadataError(
+            "class_labels must be a list with one name per class, not a "
+            f"string. Received: {class_labels!r}"
+        )
     labels = [str(label) for label in class_labels]
     if classes is not None and len(labels) != classes:
         raise MetadataError(

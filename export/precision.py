@@ -45,6 +45,10 @@ def float32_model(model):
     """
     if not non_float32_layers(model):
         return model
+    # The copy's input layers take the global policy, so build it under
+    # float32 whatever policy is active, and restore that policy after.
+    active = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
     try:
         copy = keras.models.clone_model(model, clone_function=_clone_float32)
     except (TypeError, ValueError) as err:
@@ -53,6 +57,8 @@ def float32_model(model):
             f"be copied as float32 for export: {err}. Rebuild it under the "
             "float32 policy and load its weights."
         ) from err
+    finally:
+        keras.config.set_dtype_policy(active)
     remaining = non_float32_layers(copy)
     if remaining:
         raise ValueError(

@@ -106,6 +106,12 @@ def serving_function(model, inputs, outputs):
     return tf.function(serve, input_signature=[info.spec() for info in inputs])
 
 
+# Parts of the names of TensorFlow's random-number ops: RandomUniform,
+# StatelessRandomNormalV2, StatelessMultinomial, TruncatedNormal and their
+# relatives.
+RANDOM_OP_PARTS = ("Random", "Multinomial", "TruncatedNormal")
+
+
 def random_ops(function):
     """Return the random-number op types in the traced `function`'s graph.
 
@@ -117,6 +123,9 @@ def random_ops(function):
     for library_function in graph_def.library.function:
         nodes.extend(library_function.node_def)
     return sorted(
-        {node.op for node in nodes if "Random" in node.op}
-        | {node.op for node in nodes if node.op == "Multinomial"}
+        {
+            node.op
+            for node in nodes
+            if any(part in node.op for part in RANDOM_OP_PARTS)
+        }
     )
