@@ -407,7 +407,7 @@ def test_schedule_decays_at_fractions():
 
 
 def test_schedule_warmup():
-    recipe = train.Recipe(epochs=1, warmup_steps=10)
+    recipe = train.Recipe(epochs=1, warmup_fraction=0.1)
     schedule = recipe.learning_rate_schedule(total_steps=100)
     rates = [float(schedule(step)) for step in (0, 9, 10)]
     np.testing.assert_allclose(rates, [0.01, 0.01, 0.1])
@@ -420,10 +420,19 @@ def test_schedule_short_run_skips_empty_phase():
     np.testing.assert_allclose(float(schedule(0)), 0.01)
 
 
-def test_schedule_warmup_past_decay_raises():
-    recipe = train.Recipe(epochs=1, warmup_steps=60)
-    with pytest.raises(ValueError, match="warmup_steps=60"):
-        recipe.learning_rate_schedule(total_steps=100)
+def test_recipe_rejects_warmup_past_decay():
+    recipe = train.Recipe(epochs=1, warmup_fraction=0.6)
+    with pytest.raises(ValueError, match="Received: 0.6"):
+        recipe.validate()
+
+
+def test_digits_recipe_warms_up_24_steps():
+    recipe = train.RECIPES["digits"]
+    steps = recipe.total_steps(1437)
+    schedule = recipe.learning_rate_schedule(steps)
+    rates = [float(schedule(step)) for step in (0, 23, 24, 119, 120)]
+    assert steps == 240
+    np.testing.assert_allclose(rates, [0.01, 0.01, 0.1, 0.1, 0.01])
 
 
 def test_recipe_rejects_unsorted_decays():

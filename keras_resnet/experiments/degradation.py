@@ -308,6 +308,8 @@ def main(argv=None):
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
+            warmup_fraction=args.warmup_fraction,
+            warmup_learning_rate=args.warmup_learning_rate,
         )
         recipe.validate()
         args.out.mkdir(parents=True, exist_ok=True)
@@ -316,11 +318,14 @@ def main(argv=None):
         return 2
 
     print(dataset.describe())
+    total_steps = recipe.total_steps(len(dataset.x_train))
+    warmup_steps = round(recipe.warmup_fraction * total_steps)
     print(
-        f"recipe: {recipe.total_steps(len(dataset.x_train))} steps of batch "
-        f"{recipe.batch_size}, {recipe.epochs} epochs, SGD momentum "
-        f"{recipe.momentum}, learning rate {recipe.learning_rate}, weight "
-        f"decay {recipe.weight_decay}, augmentation "
+        f"recipe: {total_steps} steps of batch {recipe.batch_size}, "
+        f"{recipe.epochs} epochs, SGD momentum {recipe.momentum}, learning "
+        f"rate {recipe.learning_rate} after {warmup_steps} warm-up steps at "
+        f"{recipe.warmup_learning_rate}, weight decay "
+        f"{recipe.weight_decay}, augmentation "
         f"{'on' if recipe.augment else 'off'}, seed {args.seed}"
     )
     start = time.perf_counter()
