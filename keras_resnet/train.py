@@ -108,20 +108,20 @@ class Recipe:
 
         # A phase of no steps, such as the warm-up when warmup_fraction is
         # 0 or two decays in a very short run, is dropped.
-        kept = []
+        nonempty_phases = []
         for first_step, phase_rate in phases:
-            while kept and kept[-1][0] >= first_step:
-                kept.pop()
-            kept.append((first_step, phase_rate))
-        if len(kept) == 1:
-            return kept[0][1]
+            while nonempty_phases and nonempty_phases[-1][0] >= first_step:
+                nonempty_phases.pop()
+            nonempty_phases.append((first_step, phase_rate))
+        if len(nonempty_phases) == 1:
+            return nonempty_phases[0][1]
 
         # The schedule reads `optimizer.iterations`, the number of steps
         # already run, and keeps value i while it is <= boundary i, so a
         # phase that starts at step s needs the boundary s - 1 before it.
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [first_step - 1 for first_step, _ in kept[1:]],
-            [phase_rate for _, phase_rate in kept],
+            [first_step - 1 for first_step, _ in nonempty_phases[1:]],
+            [phase_rate for _, phase_rate in nonempty_phases],
         )
 
     def validate(self):
