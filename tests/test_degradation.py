@@ -284,11 +284,11 @@ def test_data_dir_missing_exits_two(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# CIFAR-10 without network: load_data() fails and the command says so.
+# CIFAR-10 without network: load_data() fails and the command reports it.
 
 
 def closed_local_port():
-    """Return a loopback port that nothing listens on."""
+    """Return a loopback port that nothing listened on a moment ago."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
