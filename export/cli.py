@@ -313,7 +313,7 @@ def format_table(report):
     return (
         render_table(header, rows)
         + f"\nfloat32: |artifact - keras| <= {tolerance['atol']:g} + "
-        f"{tolerance['rtol']:g} * |keras|; quantized: accuracy drop <= "
+        f"{tolerance['rtol']:g} * max|keras|; quantized: accuracy drop <= "
         f"{quantized['max_accuracy_drop']:.0%} with labels, else top-1 "
         f"agreement >= {quantized['min_top1_agreement']:.0%}"
     )

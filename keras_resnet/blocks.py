@@ -183,7 +183,11 @@ def shortcut_branch(x, channels, strides, options, name, source=None):
         return x
     if x.shape[-1] == channels and options.preact:
         # keras.applications' ResNet50V2 subsamples without a projection
-        # where only the spatial size changes.
+        # where only the spatial size changes; ResNet-D averages instead.
+        if options.avg_down:
+            return layers.AveragePooling2D(
+                strides, strides=strides, padding="same", name=f"{name}_0_pool"
+            )(x)
         return layers.MaxPooling2D(1, strides=strides, name=f"{name}_0_pool")(x)
     if options.shortcut == "A":
         return ZeroPaddedIdentity(channels, strides, name=f"{name}_shortcut")(x)

@@ -78,4 +78,7 @@ def feature_extractor(model, levels=None):
     outputs = {
         level: model.get_layer(available[level]).output for level in levels
     }
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    # A single input as a tensor, not a one-element list, so that calling
+    # the extractor on an array matches its input structure.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=f"{model.name}_features")

@@ -72,8 +72,25 @@ def build(
         drop_path_rate=drop_path_rate,
     )
     if weights is not None:
+        changed = {
+            name: value
+            for name, value, default in (
+                ("shortcut", shortcut, None),
+                ("groups", groups, 1),
+                ("width_per_group", width_per_group, 64),
+                ("se_ratio", se_ratio, None),
+                ("deep_stem", deep_stem, False),
+                ("avg_down", avg_down, False),
+            )
+            if value != default
+        }
         load_weights(
-            model, weights, family=family, version=version, depth=depth
+            model,
+            weights,
+            family=family,
+            version=version,
+            depth=depth,
+            options=changed,
         )
     return model
 

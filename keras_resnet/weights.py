@@ -76,47 +76,80 @@ def _head_arguments(model):
     return arguments
 
 
-def load_weights(model, weights, *, family, version, depth):
+def _weight_shapes(model):
+    return {
+        layer.name: [tuple(w.shape) for w in layer.weights]
+        for layer in model.layers
+        if layer.weights
+    }
+
+
+def load_weights(model, weights, *, family, version, depth, options=None):
     """Load `weights` into a freshly built `model`.
+
+    keras.applications' files go through keras.applications, which
+    downloads and checks its published files and reads both its legacy
+    `.h5` files and Keras 3 `.weights.h5` files; the weights then move
+    over by layer name. That route is taken only when `model` has exactly
+    the weighted layers of the keras.applications network, so that any
+    other option (groups, squeeze-and-excitation, a deep stem, the plain
+    twin) loads its own `.weights.h5` file directly.
 
     Args:
         model: the network built by `keras_resnet.resnet` or `plain`.
         weights: "imagenet" for keras.applications' published weights, or
             the path of a weights file.
         family, version, depth: the configuration `model` was built with.
+        options: the options that differ from their defaults, named in
+            the error for "imagenet".
 
     Raises:
         ValueError: for "imagenet" on a network without published weights,
             or when the weights do not fit the network.
         FileNotFoundError: for a path that does not exist.
     """
-    application = None
-    if family == "imagenet":
-        application = keras_application(version, depth)
-
-    if weights == "imagenet":
-        if application is None:
-            available = ", ".join(
-                f"depth {d} {v}" for v, d in KERAS_APPLICATIONS
-            )
-            raise ValueError(
-                "Published ImageNet weights exist only for the imagenet "
-                f"family at {available} (keras.applications). Received: "
-                f"family={family!r}, version={version!r}, depth={depth}. "
-                "Pass weights=None or the path of a weights file."
-            )
-    elif not os.path.exists(weights):
+    if weights != "imagenet" and not os.path.exists(weights):
         raise FileNotFoundError(
             f"weights must be None, 'imagenet' or the path of a weights "
             f"file. No file at: {weights}"
         )
 
+    application = None
+    if family == "imagenet":
+        application = keras_application(version, depth)
+    if application is not None:
+        arguments = _head_arguments(model)
+        # Built without weights first, so that a mismatch is found before
+        # anything is downloaded.
+        layout = _weight_shapes(application(weights=None, **arguments))
+        ours = _weight_shapes(model)
+        if any(layout.get(name) != shapes for name, shapes in ours.items()):
+            application = None
+
     if application is None:
+        if weights == "imagenet":
+            available = ", ".join(
+                f"depth {d} {v}" for v, d in KERAS_APPLICATIONS
+            )
+            raise ValueError(
+                "Published ImageNet weights exist only for networks with the "
+                f"layers of keras.applications' ResNets ({available}, with "
+                "default options). Received: "
+                f"family={family!r}, version={version!r}, depth={depth}, "
+                f"options {options or {}}, model {model.name!r}. Pass "
+                "weights=None or the path of a weights file."
+            )
         model.load_weights(str(weights))
         return
 
-    # keras.applications downloads and checks its own files and reads both
-    # its legacy .h5 files and Keras 3 .weights.h5 files; the weights then
-    # move over by layer name.
-    reference = application(weights=str(weights), **_head_arguments(model))
+    if weights != "imagenet":
+        # A file saved from this very network loads as it is; a file of the
+        # keras.applications network goes through keras.applications. A
+        # failed direct load is overwritten in full by the copy below.
+        try:
+            model.load_weights(str(weights))
+            return
+        except (ValueError, KeyError, OSError):
+            pass
+    reference = application(weights=str(weights), **arguments)
     copy_weights(reference, model)
