@@ -69,7 +69,7 @@ def check_parity(
     and `.onnx` files in onnxruntime. Each runs at batch 1 and at the full
     batch of `inputs`. A float32 artifact passes when every output element
     is within `tolerance`; a quantized one when it keeps the accuracy that
-    `quantized_tolerance` asks for.
+    `quantized_tolerance` requires.
 
     Args:
         model: the Keras model the artifacts were exported from.
@@ -99,7 +99,7 @@ def check_parity(
     out_dir = Path(out_dir)
 
     # The artifacts come from the float32 copy of a mixed-precision model;
-    # the report says how far that copy is from the model itself.
+    # the report records how far that copy is from the model itself.
     mixed_precision = None
     if model is not source:
         original, _ = compare(
@@ -436,9 +436,9 @@ def export_model(
             quantized_tolerance=quantized_tolerance,
         )
         report["onnx_opset"] = opset if needs_onnx(formats) else None
-        report["onnx_layout"] = (
-            ("NCHW" if nchw else "NHWC") if needs_onnx(formats) else None
-        )
+        report["onnx_layout"] = None
+        if needs_onnx(formats):
+            report["onnx_layout"] = "NCHW" if nchw else "NHWC"
         manifest = build_manifest(
             report, [FORMATS[n] for n in formats], staging, metadata
         )

@@ -51,8 +51,8 @@ class QuantizedTolerance:
         return asdict(self)
 
 
-# One point of accuracy, and 90% top-1 agreement where no labels say what
-# is right. On random inputs a random-init network's top two classes are
+# One point of accuracy, and 90% top-1 agreement where no labels give the
+# right class. On random inputs a random-init network's top two classes are
 # often close, so quantization noise flips more of them than on real data.
 QUANTIZED = QuantizedTolerance(
     "quantized", max_accuracy_drop=0.01, min_top1_agreement=0.9
@@ -219,7 +219,7 @@ def compare(reference_runtime, runtime, feeds, tolerance):
     """Run both runtimes on batch 1 and the full batch of `feeds`.
 
     Returns:
-        A `FormatParity`, whose `passed` says whether every element was
+        A `FormatParity`, whose `passed` records whether every element was
         within `tolerance`, and the artifact's outputs on the full batch.
     """
     max_error, passed, top1 = 0.0, True, None
