@@ -162,7 +162,7 @@ def main(argv=None):
         "--port", type=int, default=8000, help="port; 0 picks a free one"
     )
     parser.add_argument(
-        "--top-k", type=int, default=5, help="labels per answer (default: 5)"
+        "--top-k", type=int, default=5, help="labels per response (default: 5)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(

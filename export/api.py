@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from export.formats import CALIBRATED, DEFAULT_FORMATS, FORMATS, check_formats
+from export.formats import (
+    CALIBRATED,
+    DEFAULT_FORMATS,
+    FORMATS,
+    MANIFEST_NAME,
+    METADATA_ASSET,
+    REPORT_NAME,
+    check_formats,
+)
 from export.manifest import build_manifest, tool_versions
 from export.metadata import check_labels as check_class_labels
 from export.metadata import check_preprocessing, to_onnx_props
@@ -35,10 +43,6 @@ from export.signature import model_signature, random_ops, serving_function
 from export.tflite import write_tflite
 
 logger = logging.getLogger(__name__)
-
-REPORT_NAME = "report.json"
-MANIFEST_NAME = "manifest.json"
-METADATA_ASSET = "assets/metadata.json"
 
 
 class ExportError(RuntimeError):

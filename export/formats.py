@@ -38,14 +38,19 @@ _ALL = (
 
 FORMATS = {fmt.name: fmt for fmt in _ALL}
 
-# Where each format's artifact goes inside the output directory.
+# Each format's artifact path inside the output directory.
 ARTIFACT_PATHS = {fmt.name: fmt.path for fmt in _ALL}
 
-# What `export_model` writes unless told otherwise.
+# The formats `export_model` writes by default.
 DEFAULT_FORMATS = ("savedmodel", "tflite", "onnx")
 
 # Formats calibrated on representative inputs.
 CALIBRATED = ("tflite_int8", "onnx_int8")
+
+# Files beside the artifacts, and the metadata file inside the SavedModel.
+REPORT_NAME = "report.json"
+MANIFEST_NAME = "manifest.json"
+METADATA_ASSET = "assets/metadata.json"
 
 
 def check_formats(formats):

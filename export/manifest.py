@@ -11,7 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from export.savedmodel import SIGNATURE_KEY
 
-# How a dynamic dimension appears in the manifest's shapes.
+# The value that marks a dynamic dimension in the manifest's shapes.
 DYNAMIC = None
 
 TOOLS = (

@@ -7,6 +7,8 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
+from export.signature import walk_layers
+
 DEFAULT_OPSET = 17
 
 # ONNX metadata property that records the input and output layout.
@@ -23,13 +25,6 @@ def _name_batch_dimension(graph_values):
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = BATCH_DIM
-
-
-def _conv_layers(layer):
-    for child in getattr(layer, "layers", []):
-        if isinstance(child, keras.layers.Conv2D):
-            yield child
-        yield from _conv_layers(child)
 
 
 def _graph_convolution(layer):
@@ -60,8 +55,10 @@ def plain_grouped_convolutions(model):
     """
     patched = [
         layer
-        for layer in _conv_layers(model)
-        if layer.groups > 1 and layer.data_format == "channels_last"
+        for layer in walk_layers(model)
+        if isinstance(layer, keras.layers.Conv2D)
+        and layer.groups > 1
+        and layer.data_format == "channels_last"
     ]
     for layer in patched:
         layer.convolution_op = _graph_convolution(layer)

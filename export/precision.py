@@ -2,13 +2,7 @@
 
 import keras
 
-
-def _layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _layers(layer)
-
+from export.signature import walk_layers
 
 # Compute dtypes below float32 that a float32 copy replaces. Integer
 # layers, such as Hashing, keep their dtype.
@@ -19,7 +13,7 @@ def non_float32_layers(model):
     """Return the names of layers that compute in float16 or bfloat16."""
     return [
         layer.name
-        for layer in _layers(model)
+        for layer in walk_layers(model)
         if keras.backend.standardize_dtype(layer.compute_dtype) in LOW_PRECISION
     ]
 

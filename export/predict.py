@@ -25,10 +25,9 @@ from export.console import (
     print_error,
     quiet_native_stderr,
 )
+from export.formats import MANIFEST_NAME, METADATA_ASSET
 
 PROG = "python -m export.predict"
-MANIFEST_NAME = "manifest.json"
-METADATA_ASSET = Path("assets") / "metadata.json"
 
 
 def build_parser():

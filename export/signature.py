@@ -38,6 +38,14 @@ class TensorInfo:
         return {**asdict(self), "shape": list(self.shape)}
 
 
+def walk_layers(model):
+    """Yield every layer of `model`, those of nested models included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from walk_layers(layer)
+
+
 def _layer_names(tensors):
     names = []
     for tensor in tensors:

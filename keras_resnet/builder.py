@@ -41,7 +41,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """Where one block sits and how it convolves."""
+    """The name, filters, stride, dilation and drop rate of one block."""
 
     name: str
     filters: int

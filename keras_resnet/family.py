@@ -1,4 +1,4 @@
-"""What a network family hands the generic builder."""
+"""The configured stem, stages and block options that a family builds."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
