@@ -24,7 +24,9 @@ import dataclasses
 import hashlib
 import logging
 import math
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet import data as image_data
+from keras_resnet import distribute
 from keras_resnet.cifar import blocks_per_stage
 from keras_resnet.models import plain, resnet
 
@@ -166,14 +169,17 @@ class TrainResult:
             "running_error", "train_loss", "heldout_loss",
             "running_loss" and "seconds". Errors are fractions in [0, 1].
         steps: optimizer steps run, read from `optimizer.iterations`.
-        data_order_sha256: SHA-256 of the example order fed to `fit`.
+        data_order_sha256: SHA-256 of the example order of all epochs.
         seconds: wall time of `fit`, in seconds.
+        initial_epoch: epochs restored from a backup before this run; the
+            history starts after them.
     """
 
     history: dict
     steps: int
     data_order_sha256: str
     seconds: float
+    initial_epoch: int = 0
 
 
 def steps_per_epoch(train_size, batch_size):
@@ -216,16 +222,37 @@ def channel_statistics(images):
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def make_train_dataset(x, y, orders, batch_size, statistics, augment, seed):
+def shard_by_data(dataset):
+    """Set `dataset` to be split by elements across workers.
+
+    Under MultiWorkerMirroredStrategy, `model.fit` passes the data set to
+    `strategy.experimental_distribute_dataset`, which splits each global
+    batch into one slice per replica and gives each worker the slices of
+    its replicas. The default policy, AUTO, first tries to give each
+    worker its own files. In-memory data sets have no files, so DATA is
+    set here, which avoids that attempt and its warning.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
+
+
+def make_train_dataset(
+    x, y, orders, batch_size, statistics, augment, seed, first_epoch=0
+):
     """Return a `tf.data.Dataset` of every training batch of every epoch.
 
     Epoch e feeds the examples `x[orders[e]]` in batches of `batch_size`;
-    no batch spans two epochs. Images are standardized with the
-    per-channel `statistics` (mean, std). With `augment`, each image is
-    zero-padded by `CROP_PADDING` pixels, randomly cropped back and
-    randomly flipped. Stateless random ops seeded by `seed` and the
-    example's position in the stream draw the crop and the flip, so the
-    augmentation is the same for every model, like the order.
+    no batch spans two epochs. The stream starts at epoch `first_epoch`,
+    where a run resumed from a backup goes on. Images are standardized
+    with the per-channel `statistics` (mean, std). With `augment`, each
+    image is zero-padded by `CROP_PADDING` pixels, randomly cropped back
+    and randomly flipped. Stateless random ops seeded by `seed` and the
+    example's position in the stream of all epochs draw the crop and the
+    flip, so the augmentation is the same for every model, like the
+    order, and the same after a resume.
     """
     epochs, train_size = orders.shape
     height, width, channels = x.shape[1:]
@@ -260,11 +287,14 @@ def make_train_dataset(x, y, orders, batch_size, statistics, augment, seed):
             .batch(batch_size)
         )
 
-    return (
-        tf.data.Dataset.from_tensor_slices((positions, orders))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            (positions[first_epoch:], orders[first_epoch:])
+        )
         .flat_map(epoch_batches)
         .prefetch(tf.data.AUTOTUNE)
     )
+    return shard_by_data(dataset)
 
 
 def make_eval_dataset(x, y, statistics, batch_size=EVAL_BATCH_SIZE):
@@ -274,12 +304,13 @@ def make_eval_dataset(x, y, statistics, batch_size=EVAL_BATCH_SIZE):
     def standardize(image, label):
         return (tf.cast(image, tf.float32) - mean) / std, label
 
-    return (
+    dataset = (
         tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
         .batch(batch_size)
         .map(standardize, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+    return shard_by_data(dataset)
 
 
 def add_weight_decay(model, weight_decay):
@@ -304,9 +335,11 @@ def build_compiled_model(build, recipe, total_steps, seed):
     """Seed the initializers, build a model with `build()` and compile it.
 
     Run this inside `strategy.scope()` to place the variables with a
-    `tf.distribute` strategy. Models built with the same `seed` by
-    builders that create the same weighted layers in the same order get
-    the same initial weights.
+    `tf.distribute` strategy. Under a strategy of more than one replica,
+    BatchNormalization layers normalize with the statistics of the whole
+    global batch; see `distribute.synchronize_batch_norm`. Models built
+    with the same `seed` by builders that create the same weighted layers
+    in the same order get the same initial weights.
 
     Args:
         build: a callable taking no arguments and returning an uncompiled
@@ -322,6 +355,8 @@ def build_compiled_model(build, recipe, total_steps, seed):
     recipe.validate()
     keras.utils.set_random_seed(seed)
     model = build()
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        distribute.synchronize_batch_norm(model)
     add_weight_decay(model, recipe.weight_decay)
     optimizer = keras.optimizers.SGD(
         learning_rate=recipe.learning_rate_schedule(total_steps),
@@ -393,7 +428,36 @@ HISTORY_KEYS = (
 )
 
 
-def fit(model, data, recipe, seed, verbose=1, callbacks=()):
+def restore_backup(model, backup, epoch_steps):
+    """Load the state that `backup` saved, if any; return its epochs.
+
+    `BackupAndRestore` restores the weights, the optimizer state and the
+    epoch count only once `fit` begins, after `fit` has taken the data
+    set. Calling its `on_train_begin` before `fit` gives the restored
+    epoch, where the data stream must start, and `fit` then loads the same
+    files again.
+
+    Args:
+        model: the compiled model.
+        backup: a `keras.callbacks.BackupAndRestore` that saves once per
+            epoch.
+        epoch_steps: optimizer steps of one epoch.
+
+    Returns:
+        The epochs that the backup had completed; 0 when there is none.
+    """
+    backup.set_model(model)
+    with model.distribute_strategy.scope():
+        backup.on_train_begin()
+    steps = int(model.optimizer.iterations.numpy())
+    distribute.check_backups_agree(model.distribute_strategy, steps)
+    # Backups are taken at epoch ends, so `steps` is a whole number of
+    # epochs, unless the backup is of the last epoch cut short by
+    # max_steps, after which training stops anyway.
+    return math.ceil(steps / epoch_steps)
+
+
+def fit(model, data, recipe, seed, verbose=1, callbacks=(), backup_dir=None):
     """Train a compiled model on `data` with `model.fit`.
 
     Args:
@@ -405,12 +469,35 @@ def fit(model, data, recipe, seed, verbose=1, callbacks=()):
             line per epoch, 0 for none.
         callbacks: further Keras callbacks; they see the keys that
             `ErrorEvaluation` adds to the epoch logs.
+        backup_dir: directory of a `keras.callbacks.BackupAndRestore`
+            that saves the training state at each epoch's end, or None
+            for no backup. A backup found there is restored and training
+            goes on from the epoch after it, with that epoch's data order
+            and augmentation. The directory is deleted when training
+            completes.
 
     Returns:
         A `TrainResult`.
     """
     recipe.validate()
     train_size = len(data.x_train)
+    epoch_steps = steps_per_epoch(train_size, recipe.batch_size)
+    all_callbacks = []
+    initial_epoch = 0
+    if backup_dir is not None:
+        backup = keras.callbacks.BackupAndRestore(
+            str(backup_dir), save_freq="epoch"
+        )
+        initial_epoch = restore_backup(model, backup, epoch_steps)
+        if initial_epoch:
+            logger.warning(
+                "resumed %s from the backup in %s after epoch %d, step %d",
+                model.name,
+                backup_dir,
+                initial_epoch,
+                int(model.optimizer.iterations.numpy()),
+            )
+
     statistics = channel_statistics(data.x_train)
     orders = epoch_orders(train_size, recipe.epochs, seed)
     train_dataset = make_train_dataset(
@@ -421,15 +508,19 @@ def fit(model, data, recipe, seed, verbose=1, callbacks=()):
         statistics,
         recipe.augment,
         seed,
+        first_epoch=min(initial_epoch, recipe.epochs),
     )
     evaluation = ErrorEvaluation(
         make_eval_dataset(data.x_train, data.y_train, statistics),
         make_eval_dataset(data.x_heldout, data.y_heldout, statistics),
     )
-    all_callbacks = [evaluation]
+    all_callbacks.append(evaluation)
     if recipe.max_steps is not None:
         all_callbacks.append(StopAtStep(recipe.max_steps))
     all_callbacks.extend(callbacks)
+    # Last, so that the backup of an epoch follows every other callback.
+    if backup_dir is not None:
+        all_callbacks.append(backup)
 
     logger.info(
         "training %s for %d steps of batch %d",
@@ -441,23 +532,28 @@ def fit(model, data, recipe, seed, verbose=1, callbacks=()):
     history = model.fit(
         train_dataset,
         epochs=recipe.epochs,
-        steps_per_epoch=steps_per_epoch(train_size, recipe.batch_size),
+        initial_epoch=initial_epoch,
+        steps_per_epoch=epoch_steps,
         callbacks=all_callbacks,
         shuffle=False,
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
-    epochs_run = len(history.history["train_error"])
-    table = {"epoch": list(range(1, epochs_run + 1))}
+    epochs_run = len(history.history.get("train_error", ()))
+    table = {
+        "epoch": list(range(initial_epoch + 1, initial_epoch + epochs_run + 1))
+    }
     # Six significant digits keep the CSV readable.
     for key in HISTORY_KEYS[1:]:
-        table[key] = [float(f"{value:.6g}") for value in history.history[key]]
+        values = history.history.get(key, ())
+        table[key] = [float(f"{value:.6g}") for value in values]
     table["step"] = [int(step) for step in table["step"]]
     return TrainResult(
         history=table,
         steps=int(model.optimizer.iterations.numpy()),
         data_order_sha256=order_digest(orders),
         seconds=seconds,
+        initial_epoch=initial_epoch,
     )
 
 
@@ -586,15 +682,185 @@ def parse_args(argv):
         "--out",
         type=Path,
         metavar="DIR",
-        help="write history.csv and model.keras to this directory",
+        help=(
+            "write history.csv and model.keras to this directory; with "
+            "several workers only the chief writes there"
+        ),
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help=(
+            "export the trained model to OUT/export as SavedModel, TFLite "
+            "and ONNX and check each against it on the held-out images "
+            "(needs --out)"
+        ),
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=distribute.STRATEGIES,
+        default="default",
+        help=(
+            "tf.distribute strategy: default (one device), mirrored "
+            "(MirroredStrategy over all local devices) or multi-worker "
+            "(MultiWorkerMirroredStrategy over the processes that the "
+            "TF_CONFIG environment variable lists; start the same command "
+            "in each) (default: default)"
+        ),
+    )
+    parser.add_argument(
+        "--backup-dir",
+        type=Path,
+        metavar="DIR",
+        help=(
+            "back up the training state to DIR/TASK-INDEX, such as "
+            "DIR/worker-0, at each epoch's end and resume from there after "
+            "a restart; deleted when training completes (default: "
+            "OUT/backup with --out, else no backup)"
+        ),
+    )
+    args = parser.parse_args(argv)
+    if args.export and args.out is None:
+        parser.error("--export needs --out DIR")
+    return args
+
+
+def backup_directory(args, role):
+    """Return this worker's backup directory and its parent, or Nones.
+
+    Every worker backs up to its own directory, because Keras'
+    BackupAndRestore writes fixed file names and two workers sharing one
+    directory would overwrite each other's files.
+    """
+    root = args.backup_dir
+    if root is None and args.out is not None:
+        root = args.out / "backup"
+    if root is None:
+        return None, None
+    return root / role.name, root
+
+
+def preprocessing_metadata(dataset, statistics):
+    """Return the `export.metadata` preprocessing of the training inputs.
+
+    Training standardizes images with the per-channel `statistics`.
+    Float images (digits) are in [0, 1] and uint8 images (CIFAR-10,
+    folders) in 0..255, so an 8-bit pixel p becomes (p * scale - mean) /
+    std with scale 1 / 255 or 1.
+    """
+    height, width, channels = dataset.image_shape
+    mean, std = statistics
+    return {
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "scale": 1.0 if dataset.x_train.dtype == np.uint8 else 1 / 255,
+        "mean": [float(value) for value in mean],
+        "std": [float(value) for value in std],
+    }
+
+
+def export_trained_model(model_path, out_dir, dataset):
+    """Export the saved model with `export.export_model`; return the report.
+
+    The `.keras` file is loaded again outside any strategy scope, so the
+    converters see ordinary variables and run no collective operation.
+    The other workers therefore need not take part. The held-out images,
+    standardized as in training, are the parity inputs.
+    """
+    import export
+
+    model = keras.models.load_model(model_path)
+    statistics = channel_statistics(dataset.x_train)
+    mean, std = statistics
+    inputs = ((dataset.x_heldout.astype(np.float32) - mean) / std).astype(
+        np.float32
+    )
+    return export.export_model(
+        model,
+        out_dir,
+        inputs=inputs,
+        labels=dataset.y_heldout,
+        class_labels=list(dataset.class_names),
+        preprocessing=preprocessing_metadata(dataset, statistics),
+    )
+
+
+def save_outputs(model, dataset, result, args, role):
+    """Write model.keras, history.csv and the exports; return the exit code.
+
+    Every worker calls `model.save`: the chief into `args.out`, the
+    others into a temporary directory that they delete. Reading a
+    variable that is synchronized on read, such as a metric's, runs an
+    all-reduce that needs every worker, so a save by the chief alone
+    could wait forever. The `.keras` files of these models contain only
+    layer and optimizer variables, which are mirrored and read locally,
+    so for them the other workers' saves are a safeguard.
+    """
+    if not role.is_chief:
+        scratch = Path(tempfile.mkdtemp(prefix=f"keras_resnet_{role.name}_"))
+        try:
+            model.save(scratch / "model.keras")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return 0
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_history_csv(
+        args.out / "history.csv",
+        history_rows(result.history),
+        HISTORY_KEYS,
+    )
+    model.save(args.out / "model.keras")
+    print(f"wrote {args.out}/history.csv and {args.out}/model.keras")
+    if not args.export:
+        return 0
+
+    report = export_trained_model(
+        args.out / "model.keras", args.out / "export", dataset
+    )
+    if not report["passed"]:
+        print(
+            f"error: the export to {args.out}/export failed its parity "
+            f"check; see {args.out}/export/report.json",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote {args.out}/export; every format passed its parity check")
+    return 0
+
+
+def describe_result(model, result):
+    """Return the one-line summary of a training run."""
+    if not result.history["epoch"]:
+        return (
+            f"{model.name}: the backup had already completed all "
+            f"{result.initial_epoch} epochs ({result.steps} steps)"
+        )
+    resumed = (
+        f", resumed after epoch {result.initial_epoch}"
+        if result.initial_epoch
+        else ""
+    )
+    return (
+        f"{model.name}: training error {result.history['train_error'][-1]:.2%}"
+        f", held-out error {result.history['heldout_error'][-1]:.2%} after "
+        f"{result.steps} steps in {result.seconds:.0f} s{resumed}"
+    )
 
 
 def main(argv=None):
     """Train one network from the command line; return the exit code."""
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
+    try:
+        # MultiWorkerMirroredStrategy must be created before any other
+        # TensorFlow operation, and loading the data runs some.
+        strategy = distribute.make_strategy(args.strategy)
+    except distribute.StrategyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    role = distribute.worker_role(strategy)
     try:
         blocks_per_stage(args.depth)
         dataset = image_data.load_from_args(args, args.seed)
@@ -611,32 +877,64 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(dataset.describe(), file=sys.stderr)
+    print(
+        f"strategy {args.strategy}: {strategy.num_replicas_in_sync} "
+        f"replica(s) in {role.workers} worker(s); this is {role.name}"
+        f"{', the chief' if role.is_chief else ''}",
+        file=sys.stderr,
+    )
 
     builder = plain if args.plain else resnet
-    model = build_compiled_model(
-        lambda: builder(
-            args.depth, input_shape=dataset.image_shape, classes=dataset.classes
-        ),
-        recipe,
-        recipe.total_steps(len(dataset.x_train)),
-        args.seed,
-    )
-    result = fit(model, dataset, recipe, args.seed)
-    print(
-        f"{model.name}: training error {result.history['train_error'][-1]:.2%}"
-        f", held-out error {result.history['heldout_error'][-1]:.2%} after "
-        f"{result.steps} steps in {result.seconds:.0f} s"
-    )
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_history_csv(
-            args.out / "history.csv",
-            history_rows(result.history),
-            HISTORY_KEYS,
+    with strategy.scope():
+        model = build_compiled_model(
+            lambda: builder(
+                args.depth,
+                input_shape=dataset.image_shape,
+                classes=dataset.classes,
+            ),
+            recipe,
+            recipe.total_steps(len(dataset.x_train)),
+            args.seed,
         )
-        model.save(args.out / "model.keras")
-        print(f"wrote {args.out}/history.csv and {args.out}/model.keras")
-    return 0
+    backup_dir, backup_root = backup_directory(args, role)
+    try:
+        result = fit(model, dataset, recipe, args.seed, backup_dir=backup_dir)
+    except tf.errors.UnavailableError as error:
+        # A worker that stops (killed, preempted, crashed) stops sending
+        # heartbeats, and TensorFlow's coordination service then aborts
+        # the collective operations of every other worker with this
+        # error. MultiWorkerMirroredStrategy cannot take a new process in
+        # the place of a running one, so the whole cluster restarts.
+        if role.workers == 1:
+            raise
+        reason = " ".join(error.message.splitlines()[:2])
+        resume = (
+            f"from its backup in {backup_root}"
+            if backup_root is not None
+            else "from epoch 0, because --out and --backup-dir are unset"
+        )
+        print(
+            f"error: {role.name} stopped because another worker failed: "
+            f"{reason} Restart every worker with the same command; each "
+            f"resumes {resume}.",
+            file=sys.stderr,
+        )
+        return 1
+    print(describe_result(model, result))
+    # Equal on every worker after synchronous training.
+    print(f"{model.name}: weights sha256 {weights_digest(model)}")
+
+    code = 0
+    if args.out is not None:
+        code = save_outputs(model, dataset, result, args, role)
+    if args.backup_dir is None and backup_root is not None:
+        # BackupAndRestore deleted this worker's directory; the default
+        # parent goes once every worker's is gone.
+        try:
+            backup_root.rmdir()
+        except OSError:
+            pass
+    return code
 
 
 if __name__ == "__main__":
