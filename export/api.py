@@ -21,7 +21,12 @@ from export.formats import (
 from export.manifest import build_manifest, tool_versions
 from export.metadata import check_labels as check_class_labels
 from export.metadata import check_preprocessing, to_onnx_props
-from export.onnx import DEFAULT_OPSET, plain_grouped_convolutions, write_onnx
+from export.onnx import (
+    CATCH_ERRORS_VARIABLE,
+    DEFAULT_OPSET,
+    plain_grouped_convolutions,
+    write_onnx,
+)
 from export.parity import (
     FLOAT32,
     QUANTIZED,
@@ -227,7 +232,7 @@ def _convert(model, staging, scratch, formats, options):
         # A fresh function, because the one above was traced with Keras'
         # XLA-compiled grouped convolutions.
         onnx_function = serving_function(model, input_infos, output_infos)
-        with _converter_errors("ONNX conversion"):
+        with _converter_errors("ONNX conversion", ONNX_HINT):
             with plain_grouped_convolutions(model):
                 write_onnx(
                     onnx_function,
@@ -256,11 +261,20 @@ def _convert(model, staging, scratch, formats, options):
             )
 
 
+# tf2onnx stops on a failed optimizer pass because `write_onnx` turns its
+# undo copies off; this names the switch that brings them back.
+ONNX_HINT = (
+    f"if a tf2onnx optimizer pass failed, set {CATCH_ERRORS_VARIABLE}=TRUE "
+    "to skip failing passes"
+)
+
+
 class _converter_errors:
     """Wrap a converter's exception in ExportError naming the step."""
 
-    def __init__(self, step):
+    def __init__(self, step, hint=""):
         self.step = step
+        self.hint = hint
 
     def __enter__(self):
         return self
@@ -271,6 +285,7 @@ class _converter_errors:
         first_line = (str(error).strip().splitlines() or [""])[0]
         raise ExportError(
             f"{self.step} failed: {type(error).__name__}: {first_line}"
+            + (f"; {self.hint}" if self.hint else "")
         ) from error
 
 

@@ -501,6 +501,24 @@ def test_converter_failure_writes_nothing(tmp_path):
     assert staging_dirs(tmp_path, "out") == []
 
 
+def test_onnx_failure_names_optimizer_switch(tmp_path):
+    with pytest.raises(export.ExportError, match="TF2ONNX_CATCH_ERRORS=TRUE"):
+        export.export_model(hashing_model(), tmp_path / "out", ["onnx"])
+
+
+@pytest.mark.parametrize("before", [None, "TRUE"])
+def test_onnx_conversion_leaves_environment(tmp_path, monkeypatch, before):
+    # The exporter sets tf2onnx's switch only for the conversion, and keeps
+    # a value the caller chose.
+    if before is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    report = export.export_model(small_convnet(), tmp_path / "out", ["onnx"])
+    assert report["passed"]
+    assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
+
+
 # Existing output directories
 
 
