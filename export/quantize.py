@@ -3,9 +3,9 @@
 TFLite variants come from the SavedModel through the TFLite converter:
 float16 weights, dynamic-range int8 weights, and full-integer int8 with
 builtin int8 ops only, calibrated on representative inputs, with int8 or
-float32 input and output. The ONNX variant is static int8 in QDQ format,
-per-channel for weights, calibrated through `onnxruntime.quantization`
-after its pre-processing step.
+float32 input and output. The ONNX variant is static QDQ with int8
+weights per channel and uint8 activations, calibrated through
+`onnxruntime.quantization` after its pre-processing step.
 """
 
 import numpy as np
@@ -105,7 +105,11 @@ def write_onnx_int8(float_path, path, calibration, scratch_dir):
     basic graph optimizations, as onnxruntime recommends before static
     quantization. Its symbolic shape inference is skipped, because it
     stops on the symbolic batch dimension of tf2onnx graphs. Weights are
-    quantized per output channel, activations per tensor, both to int8.
+    quantized to int8 per output channel and activations to uint8 per
+    tensor. On x86, onnxruntime's integer kernels take unsigned
+    activations and signed weights (the operand order of the VNNI
+    instruction), so int8 activations take a slower path that gained
+    little over float32. `docs/BENCHMARKS.md` gives the speed-up.
     """
     check_calibration(calibration)
     prepared = scratch_dir / "model_prepared.onnx"
@@ -116,7 +120,7 @@ def write_onnx_int8(float_path, path, calibration, scratch_dir):
         _Reader(calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
-        activation_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
     )
     prepared.unlink()
