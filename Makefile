@@ -10,8 +10,13 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP)
 	$(VENV_PYTHON) examples/digits_demo.py
 
+# Two workers, one per core here. Each worker takes whole modules (or test
+# classes), so module fixtures are built once, in the order conftest.py sets.
+# The heaviest exports peak near 11 GB of memory, which limits the count.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(VENV_PYTHON) -m pytest
+	$(VENV_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Reinstall when the dependency list changes.
 $(STAMP): setup.py

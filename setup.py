@@ -29,6 +29,6 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["keras_resnet*", "export*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=9"]},
+    extras_require={"test": ["pytest>=9", "pytest-xdist>=3.8"]},
     license="Apache-2.0",
 )

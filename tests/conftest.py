@@ -16,6 +16,23 @@ import keras_resnet  # noqa: E402
 SMALL_SHAPE = (16, 16, 3)
 
 
+def _scope(item):
+    """The unit that `--dist loadscope` keeps on one worker: class or module."""
+    return item.nodeid.rsplit("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run every module or class holding a heavy test before the others.
+
+    `make test` spreads whole modules and classes over two workers in
+    collection order. Starting the long ones first keeps one worker from
+    left alone at the end with a unit that takes minutes. The sort is stable,
+    so tests keep their order within each unit.
+    """
+    heavy = {_scope(item) for item in items if item.get_closest_marker("heavy")}
+    items.sort(key=lambda item: _scope(item) not in heavy)
+
+
 @pytest.fixture(scope="session")
 def images():
     """Return a factory of standard-normal float32 NHWC batches."""

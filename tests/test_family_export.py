@@ -25,24 +25,12 @@ CIFAR_NAMES = {"ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110"}
 
 # ResNet50 is exported once, at its full 224 x 224 input.
 FULL_SIZE = {"ResNet50": (224, 224, 3)}
-HEAVY = {
-    "ResNet50",
-    "ResNet101",
-    "ResNet152",
-    "ResNet101V2",
-    "ResNet152V2",
-    "ResNet110",
-}
+HEAVY = {"ResNet50", "ResNet110"}
 
-# Each of these exports took 100 to 240 s on a shared 2-core machine
-# (pytest --durations), which would push this test set past its 9-minute
-# budget. They run only when the variable below is set to 1.
-DEEP = {"ResNet101", "ResNet152", "ResNet101V2", "ResNet152V2"}
-DEEP_VARIABLE = "KERAS_RESNET_DEEP_EXPORTS"
-skip_unless_deep = pytest.mark.skipif(
-    os.environ.get(DEEP_VARIABLE) != "1",
-    reason=f"set {DEEP_VARIABLE}=1 to export the 101- and 152-layer networks",
-)
+# The 101- and 152-layer networks, the slowest exports (about 50 to 80 s
+# each on 2 cores). They form a test class of their own, which
+# `--dist loadscope` schedules apart from the rest of this module.
+DEEP = ("ResNet101", "ResNet152", "ResNet101V2", "ResNet152V2")
 
 # The last layer of a residual branch: its highest-numbered convolution or
 # that convolution's BatchNormalization. Projection shortcuts are `_0_`.
@@ -103,21 +91,37 @@ def assert_all_passed(report):
 def named_params():
     params = []
     for name in list_models():
-        marks = [pytest.mark.heavy] if name in HEAVY else []
         if name in DEEP:
-            marks.append(skip_unless_deep)
+            continue
+        marks = [pytest.mark.heavy] if name in HEAVY else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
 
-@pytest.mark.parametrize("name", named_params())
-def test_named_builder_exports(name, tmp_path):
+def check_named_export(name, out_dir):
     family = "cifar" if name in CIFAR_NAMES else "imagenet"
     shape = FULL_SIZE.get(name, SHAPES[family])
     # Logits, because a softmax saturates and would hide errors.
     model = get_model(name)(input_shape=shape, classifier_activation=None)
-    report = export_and_check(model, tmp_path / "out", shape)
-    assert_all_passed(report)
+    assert_all_passed(export_and_check(model, out_dir, shape))
+
+
+@pytest.mark.parametrize("name", named_params())
+def test_named_builder_exports(name, tmp_path):
+    check_named_export(name, tmp_path / "out")
+
+
+@pytest.mark.heavy
+class TestDeepExports:
+    @pytest.mark.parametrize("name", DEEP)
+    def test_named_builder_exports(self, name, tmp_path):
+        check_named_export(name, tmp_path / "out")
+
+
+def test_every_named_builder_exports():
+    # The two parametrizations together cover `list_models()`.
+    covered = {p.values[0] for p in named_params()} | set(DEEP)
+    assert covered == set(list_models())
 
 
 def test_damping_keeps_logits_spread():
