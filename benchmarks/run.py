@@ -51,6 +51,13 @@ TARGET_INT8_SPEEDUP = 3.0  # float32 latency / int8 latency, at least
 TARGET_EXPORT_OVERHEAD = 1.3  # export_model / sum of converters, at most
 TARGET_TRAIN_VS_TORCH = 1.0  # images/s ratio, at least
 
+# Rows whose latency ratio a / b is a target, timed again in alternation.
+PAIRS = (
+    ("onnx", "keras_onnx"),
+    ("tflite", "tflite_int8"),
+    ("onnx", "onnx_int8"),
+)
+
 FLOAT_FORMATS = ("savedmodel", "tflite", "onnx")
 INT8_FORMATS = ("tflite_int8", "onnx_int8")
 
@@ -72,6 +79,28 @@ def median_seconds(call, repeats, warmup):
         call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def paired_ratio(call_a, call_b, repeats, warmup):
+    """Return the median over rounds of time(call_a) / time(call_b).
+
+    The two calls alternate within each round, and their order swaps
+    every round, so a load that comes and goes on the machine lands on
+    both sides of each ratio instead of on whichever row ran during it.
+    """
+    for _ in range(warmup):
+        call_a()
+        call_b()
+    ratios = []
+    for index in range(repeats):
+        seconds = {}
+        order = (call_a, call_b) if index % 2 == 0 else (call_b, call_a)
+        for call in order:
+            start = time.perf_counter()
+            call()
+            seconds[call] = time.perf_counter() - start
+        ratios.append(seconds[call_a] / seconds[call_b])
+    return statistics.median(ratios)
 
 
 def matmul_peak(threads, repeats, size=2048):
@@ -179,6 +208,18 @@ def keras_onnx_export(model, path):
     return path
 
 
+def op_counts(path):
+    """Return {ONNX op type: number of nodes} of the graph at `path`."""
+    import collections
+
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return dict(
+        sorted(collections.Counter(n.op_type for n in graph.node).items())
+    )
+
+
 def bench_model(label, args, threads, peak):
     import keras
 
@@ -205,10 +246,24 @@ def bench_model(label, args, threads, peak):
         for name in ("model_int8.tflite", "model_int8.onnx"):
             os.replace(work / "int8" / name, work / "float" / name)
         keras_onnx = keras_onnx_export(model, work / "keras.onnx")
+        onnx_ops = {
+            "export": op_counts(work / "float" / "model.onnx"),
+            "keras_onnx": op_counts(keras_onnx),
+        }
 
         rows = []
+        pairs = []
         for batch in BATCHES:
             calls = runners(model, work / "float", keras_onnx, threads, batch)
+            for a, b in PAIRS:
+                print(
+                    f"{label}: timing {a} / {b} at batch {batch}",
+                    file=sys.stderr,
+                )
+                ratio = paired_ratio(
+                    calls[a], calls[b], args.repeats, args.warmup
+                )
+                pairs.append({"a": a, "b": b, "batch": batch, "ratio": ratio})
             for name, call in calls.items():
                 print(
                     f"{label}: timing {name} at batch {batch}", file=sys.stderr
@@ -227,7 +282,13 @@ def bench_model(label, args, threads, peak):
                         "peak_fraction": gflops / peak,
                     }
                 )
-    return {"macs": macs, "rows": rows, "export_seconds": export_seconds}
+    return {
+        "macs": macs,
+        "rows": rows,
+        "pairs": pairs,
+        "export_seconds": export_seconds,
+        "onnx_ops": onnx_ops,
+    }
 
 
 def bench_training(args, threads):
@@ -283,16 +344,22 @@ def row(rows, runtime, batch):
     )
 
 
+def pair(pairs, a, b, batch):
+    """Return the alternated latency ratio a / b at `batch`."""
+    return next(
+        p["ratio"]
+        for p in pairs
+        if p["a"] == a and p["b"] == b and p["batch"] == batch
+    )
+
+
 def check_targets(results):
     """Return one entry per target: the measured ratio and whether it holds."""
     checks = []
     for label, result in results["models"].items():
         rows = result["rows"]
         for batch in BATCHES:
-            ratio = (
-                row(rows, "onnx", batch)["ms"]
-                / row(rows, "keras_onnx", batch)["ms"]
-            )
+            ratio = pair(result["pairs"], "onnx", "keras_onnx", batch)
             checks.append(
                 {
                     "target": f"{label} ONNX / Keras ONNX latency, b{batch}",
@@ -315,10 +382,7 @@ def check_targets(results):
             ("onnx", "onnx_int8"),
         ):
             for batch in BATCHES:
-                speedup = (
-                    row(rows, float_name, batch)["ms"]
-                    / row(rows, int8_name, batch)["ms"]
-                )
+                speedup = pair(result["pairs"], float_name, int8_name, batch)
                 checks.append(
                     {
                         "target": f"{label} {int8_name} speed-up, b{batch}",
@@ -385,6 +449,10 @@ def print_tables(results):
         for name, seconds in result["export_seconds"].items()
     ]
     print(render_table(("model", "export step", "seconds"), exports))
+    for label, result in results["models"].items():
+        ops = result["onnx_ops"]
+        same = "the same" if ops["export"] == ops["keras_onnx"] else "different"
+        print(f"{label}: ONNX op counts of export and Keras' file are {same}")
     if results.get("training"):
         print()
         training = [

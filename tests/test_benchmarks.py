@@ -104,3 +104,30 @@ def test_targets_are_ratios(tiny_run):
     for target in targets:
         assert set(target) == {"target", "value", "limit", "met"}
         assert isinstance(target["met"], bool)
+
+
+def test_target_ratios_from_pairs(tiny_run):
+    _, out = tiny_run
+    result = json.loads((out / "results.json").read_text())["models"]
+    pairs = result["resnet20"]["pairs"]
+    assert {(p["a"], p["b"], p["batch"]) for p in pairs} == {
+        (a, b, batch)
+        for a, b in (
+            ("onnx", "keras_onnx"),
+            ("tflite", "tflite_int8"),
+            ("onnx", "onnx_int8"),
+        )
+        for batch in (1, 8)
+    }
+    assert all(p["ratio"] > 0 for p in pairs)
+
+
+def test_results_compare_onnx_graphs(tiny_run):
+    _, out = tiny_run
+    result = json.loads((out / "results.json").read_text())["models"]
+    ops = result["resnet20"]["onnx_ops"]
+    assert set(ops) == {"export", "keras_onnx"}
+    # ResNet-20 has 6n + 2 = 20 weighted layers for n = 3 (He et al.
+    # 2015, section 4.2): 19 convolutions and the classifier. Its option A
+    # shortcuts have no convolution.
+    assert ops["export"]["Conv"] == ops["keras_onnx"]["Conv"] == 19
