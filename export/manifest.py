@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+from tensorflow.core.protobuf import saved_model_pb2
 
 from export.savedmodel import SIGNATURE_KEY
 
@@ -54,21 +55,25 @@ def _dims(shape):
 
 
 def _savedmodel_io(path):
-    signature = tf.saved_model.load(str(path)).signatures[SIGNATURE_KEY]
-    _, inputs = signature.structured_input_signature
-    outputs = signature.structured_outputs
+    # The SignatureDef in saved_model.pb, which is what `saved_model_cli
+    # show` prints. Reading it skips `tf.saved_model.load`, which restores
+    # every variable and took 1.6 s for ResNet-50.
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        (Path(path) / "saved_model.pb").read_bytes()
+    )
+    signature = saved_model.meta_graphs[0].signature_def[SIGNATURE_KEY]
 
-    def describe(specs):
+    def describe(infos):
         return [
             {
                 "name": name,
-                "dtype": spec.dtype.name,
-                "shape": _dims(spec.shape.as_list()),
+                "dtype": tf.dtypes.as_dtype(info.dtype).name,
+                "shape": _dims(tf.TensorShape(info.tensor_shape).as_list()),
             }
-            for name, spec in sorted(specs.items())
+            for name, info in sorted(infos.items())
         ]
 
-    return describe(inputs), describe(outputs)
+    return describe(signature.inputs), describe(signature.outputs)
 
 
 def _tflite_io(path):
