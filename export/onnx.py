@@ -20,7 +20,11 @@ LAYOUT_KEY = "layout"
 # whole graph, weights included, before each of its optimizer passes so that
 # a failing pass can be undone and skipped. The copies are freed late:
 # converting ResNet-101 at 32 x 32 peaked at 13 GB of resident memory
-# with them and at 7 GB without. With FALSE, a failing pass stops the conversion instead.
+# with them and at 7 GB without. Set, a failing pass stops the conversion.
+# tf2onnx 1.17.0 compares the variable's name, not its value, with "TRUE"
+# (tf2onnx/convert.py, `_convert_common`), so any value turns the copies
+# off, TRUE included. `write_onnx` therefore unsets it when the caller
+# asks for TRUE.
 CATCH_ERRORS_VARIABLE = "TF2ONNX_CATCH_ERRORS"
 
 
@@ -88,16 +92,37 @@ def _set_metadata(model_proto, props):
 
 @contextlib.contextmanager
 def _environment(name, value):
-    """Set the environment variable `name` to `value` inside the block."""
+    """Set the environment variable `name` to `value` inside the block.
+
+    A `value` of None unsets it. The previous state comes back on exit,
+    also when the block raises.
+    """
     before = os.environ.get(name)
-    os.environ[name] = value
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            del os.environ[name]
+            os.environ.pop(name, None)
         else:
             os.environ[name] = before
+
+
+def _catch_errors_value():
+    """Return the value of CATCH_ERRORS_VARIABLE for the conversion.
+
+    The default is FALSE, which turns tf2onnx's per-pass copies off. A
+    caller's TRUE (any case) maps to unset, the only state in which
+    tf2onnx 1.17.0 catches failing passes when `large_model` is off, as
+    it is here.
+    """
+    requested = os.environ.get(CATCH_ERRORS_VARIABLE, "FALSE")
+    if requested.strip().upper() == "TRUE":
+        return None
+    return "FALSE"
 
 
 def write_onnx(
@@ -118,9 +143,7 @@ def write_onnx(
             "inputs_as_nchw": [i.name for i in inputs if len(i.shape) == 4],
             "outputs_as_nchw": [o.name for o in outputs if len(o.shape) == 4],
         }
-    # A value the caller set is kept, so TRUE turns the copies back on.
-    catch = os.environ.get(CATCH_ERRORS_VARIABLE, "FALSE")
-    with _environment(CATCH_ERRORS_VARIABLE, catch):
+    with _environment(CATCH_ERRORS_VARIABLE, _catch_errors_value()):
         model_proto, _ = tf2onnx.convert.from_function(
             function,
             input_signature=[info.spec() for info in inputs],

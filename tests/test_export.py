@@ -519,6 +519,48 @@ def test_onnx_conversion_leaves_environment(tmp_path, monkeypatch, before):
     assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
 
 
+@pytest.mark.parametrize(
+    ("before", "catches"),
+    [(None, False), ("FALSE", False), ("TRUE", True), ("true", True)],
+)
+def test_onnx_catch_errors_reaches_optimizer(
+    tmp_path, monkeypatch, before, catches
+):
+    # tf2onnx 1.17.0 turns the per-pass copies off for any value of the
+    # variable, TRUE included, so the exporter has to unset it for TRUE.
+    # The wrapper records the flag and runs tf2onnx's own optimizer.
+    import tf2onnx.convert
+
+    optimize_graph = tf2onnx.convert.optimizer.optimize_graph
+    flags = []
+
+    def recording_optimize_graph(graph, catch_errors=True, optimizers=None):
+        flags.append(catch_errors)
+        return optimize_graph(graph, catch_errors, optimizers=optimizers)
+
+    monkeypatch.setattr(
+        tf2onnx.convert.optimizer, "optimize_graph", recording_optimize_graph
+    )
+    if before is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    export.export_model(small_convnet(), tmp_path / "out", ["onnx"])
+    assert flags == [catches]
+    assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
+
+
+@pytest.mark.parametrize("before", [None, "TRUE"])
+def test_onnx_failure_leaves_environment(tmp_path, monkeypatch, before):
+    if before is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    with pytest.raises(export.ExportError):
+        export.export_model(hashing_model(), tmp_path / "out", ["onnx"])
+    assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
+
+
 # Existing output directories
 
 
