@@ -51,8 +51,16 @@ TARGET_INT8_SPEEDUP = 3.0  # float32 latency / int8 latency, at least
 TARGET_EXPORT_OVERHEAD = 1.3  # export_model / sum of converters, at most
 TARGET_TRAIN_VS_TORCH = 1.0  # images/s ratio, at least
 
+# Seconds of rest before each timed block of a pair, so that the other
+# runtime's worker threads have stopped spinning.
+BLOCK_PAUSE = 0.1
+
 # Rows whose latency ratio a / b is a target, timed again in alternation.
+# The control pair runs one ONNX file in two sessions: its distance from
+# 1.0 shows how far the other ratios can move with no real difference.
+CONTROL = "onnx_control"
 PAIRS = (
+    ("onnx", CONTROL),
     ("onnx", "keras_onnx"),
     ("tflite", "tflite_int8"),
     ("onnx", "onnx_int8"),
@@ -81,26 +89,46 @@ def median_seconds(call, repeats, warmup):
     return statistics.median(times)
 
 
-def paired_ratio(call_a, call_b, repeats, warmup):
-    """Return the median over rounds of time(call_a) / time(call_b).
+def paired_ratio(call_a, call_b, rounds, warmup, block=5):
+    """Return time(call_a) / time(call_b), timed alternately, and its spread.
 
-    The two calls alternate within each round, and their order swaps
-    every round, so a load that comes and goes on the machine lands on
-    both sides of each ratio instead of on whichever row ran during it.
+    Each round times a block of `block` calls of one and then of the
+    other, and the order swaps every round, so that a load that comes and
+    goes on the machine lands on both sides instead of on whichever row
+    ran during it. A pause precedes each block because onnxruntime's and
+    XNNPACK's worker threads spin for a while after a call and would slow
+    the other runtime's first calls.
+
+    Returns:
+        A dict: `ratio`, the median of all a calls over the median of all
+        b calls, and `low` and `high`, the quartiles of the rounds' own
+        ratios (block median over block median).
     """
     for _ in range(warmup):
         call_a()
         call_b()
-    ratios = []
-    for index in range(repeats):
-        seconds = {}
+    times = {call_a: [], call_b: []}
+    round_ratios = []
+    for index in range(rounds):
         order = (call_a, call_b) if index % 2 == 0 else (call_b, call_a)
+        block_medians = {}
         for call in order:
-            start = time.perf_counter()
-            call()
-            seconds[call] = time.perf_counter() - start
-        ratios.append(seconds[call_a] / seconds[call_b])
-    return statistics.median(ratios)
+            time.sleep(BLOCK_PAUSE)
+            block_times = []
+            for _ in range(block):
+                start = time.perf_counter()
+                call()
+                block_times.append(time.perf_counter() - start)
+            times[call].extend(block_times)
+            block_medians[call] = statistics.median(block_times)
+        round_ratios.append(block_medians[call_a] / block_medians[call_b])
+    low, _, high = statistics.quantiles(round_ratios, n=4)
+    return {
+        "ratio": statistics.median(times[call_a])
+        / statistics.median(times[call_b]),
+        "low": low,
+        "high": high,
+    }
 
 
 def matmul_peak(threads, repeats, size=2048):
@@ -155,6 +183,7 @@ def runners(model, out_dir, keras_onnx, threads, batch):
 
     for name, path in (
         ("onnx", out_dir / "model.onnx"),
+        (CONTROL, out_dir / "model.onnx"),
         ("onnx_int8", out_dir / "model_int8.onnx"),
         ("keras_onnx", keras_onnx),
     ):
@@ -260,11 +289,15 @@ def bench_model(label, args, threads, peak):
                     f"{label}: timing {a} / {b} at batch {batch}",
                     file=sys.stderr,
                 )
-                ratio = paired_ratio(
-                    calls[a], calls[b], args.repeats, args.warmup
+                # Each round makes 10 calls, so half as many rounds as
+                # repeats keep the pairs within the rows' own run time.
+                timing = paired_ratio(
+                    calls[a], calls[b], max(3, args.repeats // 2), args.warmup
                 )
-                pairs.append({"a": a, "b": b, "batch": batch, "ratio": ratio})
+                pairs.append({"a": a, "b": b, "batch": batch, **timing})
             for name, call in calls.items():
+                if name == CONTROL:
+                    continue
                 print(
                     f"{label}: timing {name} at batch {batch}", file=sys.stderr
                 )
@@ -345,11 +378,9 @@ def row(rows, runtime, batch):
 
 
 def pair(pairs, a, b, batch):
-    """Return the alternated latency ratio a / b at `batch`."""
+    """Return the alternated timing of a / b at `batch`; see paired_ratio."""
     return next(
-        p["ratio"]
-        for p in pairs
-        if p["a"] == a and p["b"] == b and p["batch"] == batch
+        p for p in pairs if p["a"] == a and p["b"] == b and p["batch"] == batch
     )
 
 
@@ -359,13 +390,14 @@ def check_targets(results):
     for label, result in results["models"].items():
         rows = result["rows"]
         for batch in BATCHES:
-            ratio = pair(result["pairs"], "onnx", "keras_onnx", batch)
+            timing = pair(result["pairs"], "onnx", "keras_onnx", batch)
             checks.append(
                 {
                     "target": f"{label} ONNX / Keras ONNX latency, b{batch}",
-                    "value": ratio,
+                    "value": timing["ratio"],
+                    "spread": [timing["low"], timing["high"]],
                     "limit": f"<= {TARGET_ONNX_VS_KERAS_ONNX}",
-                    "met": ratio <= TARGET_ONNX_VS_KERAS_ONNX,
+                    "met": timing["ratio"] <= TARGET_ONNX_VS_KERAS_ONNX,
                 }
             )
         fraction = row(rows, "onnx", 8)["peak_fraction"]
@@ -382,13 +414,14 @@ def check_targets(results):
             ("onnx", "onnx_int8"),
         ):
             for batch in BATCHES:
-                speedup = pair(result["pairs"], float_name, int8_name, batch)
+                timing = pair(result["pairs"], float_name, int8_name, batch)
                 checks.append(
                     {
                         "target": f"{label} {int8_name} speed-up, b{batch}",
-                        "value": speedup,
+                        "value": timing["ratio"],
+                        "spread": [timing["low"], timing["high"]],
                         "limit": f">= {TARGET_INT8_SPEEDUP}",
-                        "met": speedup >= TARGET_INT8_SPEEDUP,
+                        "met": timing["ratio"] >= TARGET_INT8_SPEEDUP,
                     }
                 )
         seconds = result["export_seconds"]
@@ -453,6 +486,13 @@ def print_tables(results):
         ops = result["onnx_ops"]
         same = "the same" if ops["export"] == ops["keras_onnx"] else "different"
         print(f"{label}: ONNX op counts of export and Keras' file are {same}")
+        control = ", ".join(
+            "b{} {ratio:.2f} ({low:.2f}-{high:.2f})".format(
+                batch, **pair(result["pairs"], "onnx", CONTROL, batch)
+            )
+            for batch in BATCHES
+        )
+        print(f"{label}: one ONNX file against itself (control): {control}")
     if results.get("training"):
         print()
         training = [
@@ -465,12 +505,14 @@ def print_tables(results):
         (
             c["target"],
             f"{c['value']:.2f}",
+            "{:.2f}-{:.2f}".format(*c["spread"]) if "spread" in c else "",
             c["limit"],
             "met" if c["met"] else "MISSED",
         )
         for c in results["targets"]
     ]
-    print(render_table(("target", "measured", "limit", "result"), targets))
+    columns = ("target", "measured", "rounds' quartiles", "limit", "result")
+    print(render_table(columns, targets))
 
 
 def plot(results, path):
