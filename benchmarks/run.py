@@ -93,11 +93,11 @@ def paired_ratio(call_a, call_b, rounds, warmup, block=5):
     """Return time(call_a) / time(call_b), timed alternately, and its spread.
 
     Each round times a block of `block` calls of one and then of the
-    other, and the order swaps every round, so that a load that comes and
-    goes on the machine lands on both sides instead of on whichever row
-    ran during it. A pause precedes each block because onnxruntime's and
-    XNNPACK's worker threads spin for a while after a call and would slow
-    the other runtime's first calls.
+    other. The order swaps every round. A load that comes and goes on the
+    machine then lands on both sides, not on whichever row ran during it.
+    A pause precedes each block because onnxruntime's and XNNPACK's
+    worker threads spin for a while after a call and would slow the other
+    runtime's first calls.
 
     Returns:
         A dict: `ratio`, the median of all a calls over the median of all
@@ -289,8 +289,8 @@ def bench_model(label, args, threads, peak):
                     f"{label}: timing {a} / {b} at batch {batch}",
                     file=sys.stderr,
                 )
-                # Each round makes 10 calls, so half as many rounds as
-                # repeats keep the pairs within the rows' own run time.
+                # A round makes 10 calls, so half as many rounds as
+                # repeats keep a pair's time close to its two rows' time.
                 timing = paired_ratio(
                     calls[a], calls[b], max(3, args.repeats // 2), args.warmup
                 )
@@ -378,7 +378,7 @@ def row(rows, runtime, batch):
 
 
 def pair(pairs, a, b, batch):
-    """Return the alternated timing of a / b at `batch`; see paired_ratio."""
+    """Return the alternated timing of a / b at `batch` (see paired_ratio)."""
     return next(
         p for p in pairs if p["a"] == a and p["b"] == b and p["batch"] == batch
     )
