@@ -31,6 +31,19 @@ TF_CONFIG_EXAMPLE = (
 )
 
 
+# Jobs that TF_CONFIG may list for MultiWorkerMirroredStrategy. Only
+# "chief" and "worker" tasks train. An "evaluator" task is outside the
+# training cluster, so workers may list it, but it cannot run this command.
+CLUSTER_JOBS = ("chief", "worker", "evaluator")
+
+
+def _is_address(address):
+    if not isinstance(address, str):
+        return False
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 class StrategyError(ValueError):
     """A strategy that cannot be created; the message names the fix."""
 
@@ -79,7 +92,10 @@ def read_tf_config(environ=None):
 
     Raises:
         StrategyError: when it is missing, not JSON, or lacks a cluster of
-            "host:port" addresses or a task inside that cluster.
+            "host:port" addresses or a task inside that cluster; when the
+            cluster has a job other than "chief", "worker" and
+            "evaluator" or more than one chief; or when the task is an
+            evaluator, which does not train.
     """
     environ = os.environ if environ is None else environ
     raw = environ.get("TF_CONFIG")
@@ -99,19 +115,24 @@ def read_tf_config(environ=None):
             '"cluster" must map job names to lists of addresses', raw
         )
     for job, addresses in cluster.items():
+        if job not in CLUSTER_JOBS:
+            raise _tf_config_error(
+                f'cluster job "{job}" is not one of {", ".join(CLUSTER_JOBS)}'
+                ", the jobs of MultiWorkerMirroredStrategy, which has no "
+                "parameter servers",
+                raw,
+            )
         valid = isinstance(addresses, list) and addresses
         if valid:
-            valid = all(
-                isinstance(address, str)
-                and address.rpartition(":")[2].isdigit()
-                for address in addresses
-            )
+            valid = all(_is_address(address) for address in addresses)
         if not valid:
             raise _tf_config_error(
                 f'cluster job "{job}" must be a non-empty list of '
-                '"host:port" addresses',
+                '"host:port" addresses with ports 1..65535',
                 raw,
             )
+    if len(cluster.get("chief", ())) > 1:
+        raise _tf_config_error('cluster job "chief" must have one address', raw)
 
     task = config.get("task")
     if not isinstance(task, dict):
@@ -119,6 +140,12 @@ def read_tf_config(environ=None):
             '"task" must give this process\'s "type" and "index"', raw
         )
     task_type, index = task.get("type"), task.get("index")
+    if task_type == "evaluator":
+        raise _tf_config_error(
+            'task type "evaluator" runs side-car evaluation, which this '
+            'command does not implement; give it a "worker" or "chief" task',
+            raw,
+        )
     if task_type not in cluster:
         raise _tf_config_error(
             f'task type {task_type!r} is not a job of "cluster" '

@@ -437,6 +437,35 @@ VALID_CLUSTER = {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
             "task type 'ps' is not a job of \"cluster\" (['worker'])",
         ),
         (
+            {
+                "cluster": {**VALID_CLUSTER, "ps": ["10.0.0.3:2222"]},
+                "task": {"type": "ps", "index": 0},
+            },
+            'cluster job "ps" is not one of chief, worker, evaluator',
+        ),
+        (
+            {
+                "cluster": {"chief": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+                "task": {"type": "chief", "index": 0},
+            },
+            'cluster job "chief" must have one address',
+        ),
+        (
+            {
+                "cluster": {**VALID_CLUSTER, "evaluator": ["10.0.0.3:2222"]},
+                "task": {"type": "evaluator", "index": 0},
+            },
+            'task type "evaluator" runs side-car evaluation',
+        ),
+        (
+            {"cluster": {"worker": ["10.0.0.1:99999"]}, "task": {}},
+            "with ports 1..65535",
+        ),
+        (
+            {"cluster": {"worker": [":2222"]}, "task": {}},
+            'must be a non-empty list of "host:port"',
+        ),
+        (
             {"cluster": VALID_CLUSTER, "task": {"type": "worker", "index": 2}},
             'task index 2 is not in 0..1 for job "worker"',
         ),
@@ -462,6 +491,16 @@ def test_read_tf_config_accepts_chief_job():
     config = {
         "cluster": {"chief": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2222"]},
         "task": {"type": "chief", "index": 0},
+    }
+    parsed = distribute.read_tf_config({"TF_CONFIG": json.dumps(config)})
+    assert parsed == config
+
+
+def test_read_tf_config_accepts_evaluator_job():
+    # Workers may list a side-car evaluator, which does not train.
+    config = {
+        "cluster": {**VALID_CLUSTER, "evaluator": ["10.0.0.3:2222"]},
+        "task": {"type": "worker", "index": 1},
     }
     parsed = distribute.read_tf_config({"TF_CONFIG": json.dumps(config)})
     assert parsed == config
