@@ -722,6 +722,16 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.export and args.out is None:
         parser.error("--export needs --out DIR")
+    if args.export:
+        # Checked before training, which takes minutes and replaces
+        # model.keras, because export_model keeps a non-empty directory
+        # and the run would otherwise end in a FileExistsError.
+        export_dir = args.out / "export"
+        if export_dir.exists() and any(export_dir.iterdir()):
+            parser.error(
+                f"--export writes {export_dir}, which already exists and "
+                "is not empty; delete it or pass another --out"
+            )
     return args
 
 

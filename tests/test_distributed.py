@@ -414,6 +414,22 @@ def test_export_needs_out(capsys):
     assert "--export needs --out DIR" in capsys.readouterr().err
 
 
+def test_export_existing_dir_rejected(tmp_path, capsys):
+    # A second run into the same --out stops before it trains, instead of
+    # replacing model.keras and then failing in export_model.
+    out = tmp_path / "run"
+    (out / "export").mkdir(parents=True)
+    (out / "export" / "report.json").write_text("{}")
+    (out / "model.keras").write_text("earlier run")
+    with pytest.raises(SystemExit) as raised:
+        train.main(["--out", str(out), "--export", "--epochs", "1"])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--export writes {out / 'export'}, which already exists" in err
+    assert (out / "model.keras").read_text() == "earlier run"
+    assert sorted(p.name for p in out.iterdir()) == ["export", "model.keras"]
+
+
 VALID_CLUSTER = {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
 
 
