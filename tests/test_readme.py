@@ -35,5 +35,11 @@ def test_readme_first_example_runs(tmp_path):
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-2] == "True"
-    for name in ("saved_model", "model.tflite", "model.onnx", "report.json"):
+    for name in (
+        "saved_model",
+        "model.tflite",
+        "model.onnx",
+        "report.json",
+        "manifest.json",
+    ):
         assert (tmp_path / "out" / "resnet20" / name).exists()
