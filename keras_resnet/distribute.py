@@ -94,8 +94,8 @@ def read_tf_config(environ=None):
         StrategyError: when it is missing, not JSON, or lacks a cluster of
             "host:port" addresses or a task inside that cluster; when the
             cluster has a job other than "chief", "worker" and
-            "evaluator" or more than one chief; or when the task is an
-            evaluator, which does not train.
+            "evaluator", more than one chief or an address twice; or when
+            the task is an evaluator, which does not train.
     """
     environ = os.environ if environ is None else environ
     raw = environ.get("TF_CONFIG")
@@ -131,6 +131,16 @@ def read_tf_config(environ=None):
                 '"host:port" addresses with ports 1..65535',
                 raw,
             )
+    listed = [address for job in cluster.values() for address in job]
+    repeated = sorted({a for a in listed if listed.count(a) > 1})
+    if repeated:
+        # Two tasks cannot listen on one address. The second one fails to
+        # start its gRPC server and the first waits for it forever.
+        raise _tf_config_error(
+            f"address {repeated[0]} is listed more than once in "
+            '"cluster"; give each task its own port',
+            raw,
+        )
     if len(cluster.get("chief", ())) > 1:
         raise _tf_config_error('cluster job "chief" must have one address', raw)
 

@@ -478,6 +478,16 @@ VALID_CLUSTER = {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
             "with ports 1..65535",
         ),
         (
+            {
+                "cluster": {
+                    "chief": ["10.0.0.1:2222"],
+                    "worker": ["10.0.0.2:2222", "10.0.0.1:2222"],
+                },
+                "task": {"type": "chief", "index": 0},
+            },
+            'address 10.0.0.1:2222 is listed more than once in "cluster"',
+        ),
+        (
             {"cluster": {"worker": [":2222"]}, "task": {}},
             'must be a non-empty list of "host:port"',
         ),
