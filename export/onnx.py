@@ -143,6 +143,8 @@ def write_onnx(
             "inputs_as_nchw": [i.name for i in inputs if len(i.shape) == 4],
             "outputs_as_nchw": [o.name for o in outputs if len(o.shape) == 4],
         }
+    # NOTE: the variable is process-wide, so exports that run at the same
+    # time in two threads can see each other's value.
     with _environment(CATCH_ERRORS_VARIABLE, _catch_errors_value()):
         model_proto, _ = tf2onnx.convert.from_function(
             function,
