@@ -501,6 +501,14 @@ def test_converter_failure_writes_nothing(tmp_path):
     assert staging_dirs(tmp_path, "out") == []
 
 
+def set_catch_errors(monkeypatch, value):
+    """Set tf2onnx's TF2ONNX_CATCH_ERRORS for one test, or unset it (None)."""
+    if value is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", value)
+
+
 def test_onnx_failure_names_optimizer_switch(tmp_path):
     with pytest.raises(export.ExportError, match="TF2ONNX_CATCH_ERRORS=TRUE"):
         export.export_model(hashing_model(), tmp_path / "out", ["onnx"])
@@ -510,10 +518,7 @@ def test_onnx_failure_names_optimizer_switch(tmp_path):
 def test_onnx_conversion_leaves_environment(tmp_path, monkeypatch, before):
     # The exporter sets tf2onnx's switch only for the conversion, and keeps
     # a value the caller chose.
-    if before is None:
-        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
-    else:
-        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    set_catch_errors(monkeypatch, before)
     report = export.export_model(small_convnet(), tmp_path / "out", ["onnx"])
     assert report["passed"]
     assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
@@ -541,10 +546,7 @@ def test_onnx_catch_errors_reaches_optimizer(
     monkeypatch.setattr(
         tf2onnx.convert.optimizer, "optimize_graph", recording_optimize_graph
     )
-    if before is None:
-        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
-    else:
-        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    set_catch_errors(monkeypatch, before)
     export.export_model(small_convnet(), tmp_path / "out", ["onnx"])
     assert flags == [catches]
     assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
@@ -552,10 +554,7 @@ def test_onnx_catch_errors_reaches_optimizer(
 
 @pytest.mark.parametrize("before", [None, "TRUE"])
 def test_onnx_failure_leaves_environment(tmp_path, monkeypatch, before):
-    if before is None:
-        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
-    else:
-        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    set_catch_errors(monkeypatch, before)
     with pytest.raises(export.ExportError):
         export.export_model(hashing_model(), tmp_path / "out", ["onnx"])
     assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before
