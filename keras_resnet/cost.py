@@ -5,6 +5,8 @@ from math import prod
 
 import keras
 
+from keras_resnet.layers import walk_layers
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -61,14 +63,6 @@ def _layer_macs(layer):
     return 0
 
 
-def _layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
 def count_flops(model):
     """Return the `Cost` of `model` for one input image.
 
@@ -81,7 +75,8 @@ def count_flops(model):
         ValueError: when a layer's output shape has unknown dimensions.
     """
     trainable = sum(prod(w.shape) for w in model.trainable_weights)
-    macs = sum(_layer_macs(layer) for layer in _layers(model))
+    # A nested model counts 0 itself, and its layers count through the walk.
+    macs = sum(_layer_macs(layer) for layer in walk_layers(model))
     return Cost(
         params=model.count_params(),
         trainable_params=int(trainable),

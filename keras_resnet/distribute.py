@@ -23,6 +23,8 @@ import keras
 import tensorflow as tf
 from keras import tree
 
+from keras_resnet.layers import walk_layers
+
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 TF_CONFIG_EXAMPLE = (
@@ -91,10 +93,10 @@ def read_tf_config(environ=None):
         The parsed `TF_CONFIG` dict.
 
     Raises:
-        StrategyError: when it is missing, not JSON, or lacks a cluster of
-            "host:port" addresses or a task inside that cluster; when the
-            cluster has a job other than "chief", "worker" and
-            "evaluator", more than one chief or an address twice; or when
+        StrategyError: when it is missing or not JSON, or lacks a cluster
+            of "host:port" addresses or a task inside that cluster. Also
+            when the cluster has a job other than "chief", "worker" and
+            "evaluator", more than one chief or an address twice, and when
             the task is an evaluator, which does not train.
     """
     environ = os.environ if environ is None else environ
@@ -239,19 +241,11 @@ def synchronize_batch_norm(model):
         The number of layers changed.
     """
     changed = 0
-    for layer in nested_layers(model):
+    for layer in walk_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
             changed += 1
     return changed
-
-
-def nested_layers(model):
-    """Yield every layer of `model`, inside nested models too."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from nested_layers(layer)
 
 
 _keras_patched = False
