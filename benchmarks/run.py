@@ -77,16 +77,21 @@ def cores():
     return len(available)
 
 
-def median_seconds(call, repeats, warmup):
-    """Return the median wall time of `call()` over `repeats` runs."""
-    for _ in range(warmup):
-        call()
+def call_seconds(call, repeats):
+    """Return the wall time of each of `repeats` runs of `call()`."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(call, repeats, warmup):
+    """Return the median wall time of `call()` over `repeats` runs."""
+    for _ in range(warmup):
+        call()
+    return statistics.median(call_seconds(call, repeats))
 
 
 def paired_ratio(call_a, call_b, rounds, warmup, block=5):
@@ -114,11 +119,7 @@ def paired_ratio(call_a, call_b, rounds, warmup, block=5):
         block_medians = {}
         for call in order:
             time.sleep(BLOCK_PAUSE)
-            block_times = []
-            for _ in range(block):
-                start = time.perf_counter()
-                call()
-                block_times.append(time.perf_counter() - start)
+            block_times = call_seconds(call, block)
             times[call].extend(block_times)
             block_medians[call] = statistics.median(block_times)
         round_ratios.append(block_medians[call_a] / block_medians[call_b])
